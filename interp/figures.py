@@ -16,8 +16,8 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 import plotly.io as pio
-from plotly.offline import get_plotlyjs
 import torch
+from plotly.offline import get_plotlyjs
 
 from interp.capture import Activations
 from interp.io import inside
