@@ -35,15 +35,18 @@ class Example:
 
 
 def as_example(item: Any, index: int = 0) -> Example:
-    """Coerce a string, an `Example` or a JSON-like dict into an `Example`.
+    """Coerce a string, a chat, an `Example` or a JSON-like dict into an `Example`.
 
-    Dicts may be `{"prompt", "response"?}`, `{"text"}`, or `{"messages"}` where a final
-    assistant message becomes the response (the persona-vectors data format).
+    Dicts may be `{"prompt", "response"?}`, `{"text"}`, or `{"messages"}`; a chat (a list of
+    role/content dicts) is read like `{"messages"}`: a final assistant message becomes the
+    response (the persona-vectors data format).
     """
     if isinstance(item, Example):
         return item
     if isinstance(item, str):
         return Example(prompt=item)
+    if isinstance(item, (list, tuple)) and item and all(isinstance(m, dict) for m in item):
+        item = {"messages": list(item)}  # a bare chat
     if isinstance(item, dict):
         if "messages" in item:
             messages = list(item["messages"])

@@ -13,6 +13,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -134,3 +135,88 @@ def residual_norms(path: str | Path) -> go.Figure:
         "mean L2 norm (log scale)",
         subtitle=f"{acts.n_examples} chat examples; markers: mean over examples, bars: min–max",
     )
+
+
+def _layer_lines(
+    fig: go.Figure,
+    table: Any,
+    x: str,
+    row: int | None = None,
+    col: int | None = None,
+    show_legend: bool = True,
+) -> None:
+    """One line per layer: mean with standard-error bars."""
+    for i, (layer, rows) in enumerate(table.groupby(table.columns[0])):
+        fig.add_trace(
+            go.Scatter(
+                x=rows[x],
+                y=rows["mean"],
+                error_y={"type": "data", "array": rows["sem"], "thickness": 1},
+                mode="lines+markers",
+                name=f"block {layer}",
+                legendgroup=f"block {layer}",
+                line={"color": PALETTE[i % len(PALETTE)]},
+                showlegend=show_legend,
+            ),
+            row=row,
+            col=col,
+        )
+
+
+def steering_curve(path: str | Path, metric: str) -> go.Figure:
+    """A metric of steered generations against the steering coefficient, one line per block."""
+    from interp.metrics import summarize
+    from interp.results import load_frame
+
+    frame = load_frame(path)
+    table = summarize(frame, metric)
+    fig = go.Figure()
+    _layer_lines(fig, table, "config.coef")
+    model = frame["config.model"].iloc[0]
+    n = int(table["count"].max()) if len(table) else 0
+    fig.add_vline(x=0, line={"color": "#999", "dash": "dot"})
+    return style(
+        fig,
+        f"Steering sweep — {metric} vs coefficient",
+        "steering coefficient (multiple of the vector)",
+        metric,
+        subtitle=f"{model}; up to {n} generations per point; bars: ±1 standard error",
+    )
+
+
+def caa_ab_curves(path: str | Path) -> go.Figure:
+    """CAA A/B steering effect: change in p(behaviour-matching letter) vs multiplier.
+
+    The change is taken per question against the same question unsteered (multiplier 0), so
+    the bars (±1 paired standard error over questions) show the uncertainty of the effect itself.
+    """
+    from plotly.subplots import make_subplots
+
+    from interp.results import load_frame
+
+    frame = load_frame(path)
+    keys = ["config.behaviour", "config.layer", "config.question"]
+    base = frame[frame["config.multiplier"] == 0].set_index(keys)["p_match"]
+    frame = frame.join(base.rename("p_base"), on=keys)
+    frame["delta"] = frame["p_match"] - frame["p_base"]
+    behaviours = sorted(frame["config.behaviour"].unique())
+    fig = make_subplots(rows=1, cols=len(behaviours), subplot_titles=behaviours, shared_yaxes=True)
+    for c, behaviour in enumerate(behaviours, start=1):
+        rows = frame[frame["config.behaviour"] == behaviour]
+        table = rows.groupby(["config.layer", "config.multiplier"])["delta"]
+        table = table.agg(["mean", "sem", "count"]).reset_index().fillna({"sem": 0.0})
+        _layer_lines(fig, table, "config.multiplier", 1, c, show_legend=c == 1)
+        fig.add_hline(y=0, line={"color": "#999", "dash": "dot"}, row=1, col=c)
+    model = frame["config.model"].iloc[0]
+    n_items = frame.groupby("config.behaviour")["config.question"].nunique().min()
+    fig = style(
+        fig,
+        "CAA: change in p(behaviour-matching answer) under steering",
+        "multiplier",
+        "Δ p(matching letter) vs unsteered",
+        subtitle=f"{model}; {n_items} held-out A/B questions per behaviour; "
+        "bars: ±1 paired s.e. over questions",
+    )
+    fig.update_layout(width=1100)
+    fig.update_xaxes(title_text="multiplier (× CAA vector)")
+    return fig

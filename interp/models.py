@@ -214,18 +214,23 @@ class Model:
         The bridge replaces HF submodules by wrappers that carry hook points; running through
         them costs ~15% per decoding step. Inside this context the HF model is exactly the
         plain HF model (same parameter tensors, nothing copied); bridge hooks do not fire.
+        The bridge shares some containers with the HF model (`bridge.blocks` is the HF layer
+        list), so resolve bridge components before entering, not inside.
         """
         swaps: list[tuple[torch.nn.Module, str, torch.nn.Module]] = []
 
         def unwrap(parent: torch.nn.Module) -> None:
+            # Walk the HF tree only: replace each wrapper by its original, then descend into the
+            # original (never into the wrapper's own hook points and sub-wrappers).
             for child_name, child in list(parent._modules.items()):
                 if child is None:
                     continue
-                unwrap(child)
                 original = child._modules.get("_original_component")
                 if original is not None:
                     swaps.append((parent, child_name, child))
                     parent._modules[child_name] = original
+                    child = original
+                unwrap(child)
 
         hf = self.hf
         config = hf.config

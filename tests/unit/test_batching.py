@@ -41,6 +41,8 @@ def test_as_example_formats_and_errors():
     assert as_example({"text": "t"}) == Example("t")
     msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
     assert as_example({"messages": msgs}) == Example([msgs[0]], "a")
+    assert as_example(msgs) == Example([msgs[0]], "a")
+    assert as_example(msgs[:1]) == Example(msgs[:1])
     with pytest.raises(ValueError, match="example 7 is not"):
         as_example({"foo": 1}, 7)
 

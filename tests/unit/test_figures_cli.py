@@ -91,3 +91,79 @@ def test_models_lists_aliases():
     result = runner.invoke(app, ["models"])
     assert result.exit_code == 0
     assert "smollm2-135m-instruct" in result.output and "gemma-3-270m" in result.output
+
+
+def test_vectors_extract_info_and_convert(tiny_dir, tmp_path):
+    import torch
+
+    from interp.vectors import DirectionSet
+
+    pos, neg = tmp_path / "pos.jsonl", tmp_path / "neg.jsonl"
+    pos.write_text(
+        json.dumps({"prompt": "I loved it", "response": " great"})
+        + "\n"
+        + json.dumps({"prompt": "A delight", "response": " yes"})
+        + "\n"
+    )
+    neg.write_text(
+        json.dumps({"prompt": "I hated it", "response": " awful"})
+        + "\n"
+        + json.dumps({"prompt": "A disaster", "response": " no"})
+        + "\n"
+    )
+    out = tmp_path / "v.safetensors"
+    result = runner.invoke(
+        app,
+        ["vectors", "extract", str(pos), str(neg), "-o", str(out), "-m", str(tiny_dir), "--paired"],
+    )
+    assert result.exit_code == 0, result.output
+    ds = DirectionSet.load(out)
+    assert ds.meta.method == "paired_mean_diff(response:mean)" and ds.layers == (0, 1, 2, 3)
+    info = runner.invoke(app, ["vectors", "info", str(out)])
+    assert info.exit_code == 0 and "paired_mean_diff" in info.output and "0-3" in info.output
+
+    refused = runner.invoke(app, ["vectors", "convert", str(out), str(tmp_path / "v.gguf")])
+    assert refused.exit_code == 2 and "cannot steer block 0" in refused.output
+    ok = runner.invoke(
+        app, ["vectors", "convert", str(out), str(tmp_path / "v.gguf"), "--layers", "1-3"]
+    )
+    assert ok.exit_code == 0, ok.output
+    no_model = runner.invoke(
+        app, ["vectors", "convert", str(tmp_path / "v.gguf"), str(tmp_path / "b.safetensors")]
+    )
+    assert no_model.exit_code == 2 and "needs --model" in no_model.output
+    back = runner.invoke(
+        app,
+        [
+            "vectors",
+            "convert",
+            str(tmp_path / "v.gguf"),
+            str(tmp_path / "b.safetensors"),
+            "-m",
+            str(tiny_dir),
+        ],
+    )
+    assert back.exit_code == 0, back.output
+    assert torch.equal(
+        DirectionSet.load(tmp_path / "b.safetensors").vectors, ds.at([1, 2, 3]).vectors
+    )
+    weird = runner.invoke(app, ["vectors", "convert", str(out), str(tmp_path / "v.pt")])
+    assert weird.exit_code == 2 and "writes .gguf" in weird.output
+
+
+def test_steer_rejects_bad_arguments_before_loading(tiny_dir, tmp_path):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "Hi"}\n')
+    base = [
+        "steer",
+        str(prompts),
+        "-v",
+        str(tmp_path / "missing.safetensors"),
+        "-o",
+        str(tmp_path / "o"),
+        "-m",
+        str(tiny_dir),
+    ]
+    assert "unknown metric 'vibes'" in runner.invoke(app, [*base, "--metric", "vibes"]).output
+    assert "unknown scale 'huge'" in runner.invoke(app, [*base, "--scale", "huge"]).output
+    assert "no such file" in runner.invoke(app, base).output

@@ -1,0 +1,264 @@
+"""Batched generation with interventions, and next-token readouts under interventions.
+
+`generate` runs on the plain HF modules (`Model.unwrapped()`, SDPA attention) with a KV cache:
+one prefill over the left-padded prompts, then one token per row per step. Interventions see the
+same `TokenView` semantics in prefill and in decoding (`interp.positions`), so "response" means
+the generated tokens and `LAST` means the last prompt token and then each new token.
+
+Rows that finish (EOS) leave the batch, cache included, so a sweep whose rows stop at different
+lengths does not keep paying for the short ones. Sampling uses one generator per row seeded from
+`(seed, row index in the call)`, so a row's sample does not depend on how rows were batched.
+
+`next_token_logprobs` is the analysis twin: a forward through the bridge (hook points and all)
+returning the log-probabilities after each row's last token, with interventions applied.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from interp.batching import Encoded, TokenView, encode_all, length_sorted_batches, make_batch
+from interp.interventions import Intervention, Steerer, per_row
+from interp.models import Model
+
+Interventions = Intervention | Sequence[Intervention] | Sequence[Sequence[Intervention]] | None
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generated continuation."""
+
+    text: str
+    tokens: tuple[int, ...]
+    finish: Literal["eos", "length"]
+
+
+def _eos_ids(model: Model) -> set[int]:
+    ids = {model.tokenizer.eos_token_id}
+    configured = getattr(getattr(model.hf, "generation_config", None), "eos_token_id", None)
+    ids.update(configured if isinstance(configured, list) else [configured])
+    return {int(i) for i in ids if i is not None}
+
+
+def _choose(
+    logits: Float[Tensor, "batch vocab"],
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    generators: Sequence[torch.Generator],
+) -> Int[Tensor, " batch"]:
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    scores = logits.float() / temperature
+    if top_k > 0:
+        kth = scores.topk(min(top_k, scores.shape[-1]), dim=-1).values[:, -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    if top_p < 1.0:
+        ordered, order = scores.sort(dim=-1, descending=True)
+        cumulative = ordered.softmax(dim=-1).cumsum(dim=-1)
+        drop = cumulative - ordered.softmax(dim=-1) > top_p  # keep the smallest set reaching top_p
+        scores = scores.scatter(-1, order, ordered.masked_fill(drop, float("-inf")))
+    probs = scores.softmax(dim=-1)
+    picks = [torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(generators)]
+    return torch.cat(picks)
+
+
+def _check_sampling(temperature: float, top_k: int, top_p: float, max_new_tokens: int) -> None:
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if top_k < 0:
+        raise ValueError(f"top_k must be >= 0 (0 = off), got {top_k}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+
+
+def generate(
+    model: Model,
+    prompts: Sequence[Any],
+    interventions: Interventions = None,
+    *,
+    max_new_tokens: int = 64,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    seeds: Sequence[int] | None = None,
+    batch_size: int = 32,
+    stop_at_eos: bool = True,
+    allow_other_model: bool = False,
+    progress: bool | None = None,
+) -> list[Generation]:
+    """Generate a continuation for every prompt, with interventions, in batches.
+
+    Args:
+        prompts: strings, chats or `Example`s; an `Example`'s response is a prefill that the
+            model continues (and that `RESPONSE` positions cover).
+        interventions: one list for all rows, or one list per prompt (a sweep).
+        temperature: 0 is greedy; otherwise sample with optional `top_k` / `top_p`.
+        seed: row i samples from a generator seeded with (seed, i).
+        seeds: one seed per row instead (sweeps derive them from each unit's config, so a
+            resumed or re-batched run samples exactly the same text).
+    """
+    _check_sampling(temperature, top_k, top_p, max_new_tokens)
+    rows = encode_all(model, prompts)
+    plans = per_row(interventions, len(rows))
+    if seeds is not None and len(seeds) != len(rows):
+        raise ValueError(f"seeds has {len(seeds)} entries for {len(rows)} prompts")
+    row_seeds = (
+        list(seeds) if seeds is not None else [seed * 1_000_003 + i for i in range(len(rows))]
+    )
+    results: list[Generation | None] = [None] * len(rows)
+    eos = _eos_ids(model) if stop_at_eos else set()
+    with tqdm(
+        total=len(rows),
+        unit="gen",
+        desc="generate",
+        disable=None if progress is None else not progress,
+    ) as bar:
+        for group in length_sorted_batches([len(r) for r in rows], batch_size):
+            out = _generate_batch(
+                model,
+                [rows[i] for i in group],
+                group,
+                [plans[i] for i in group],
+                max_new_tokens,
+                temperature,
+                top_k,
+                top_p,
+                [row_seeds[i] for i in group],
+                eos,
+                allow_other_model,
+            )
+            for i, gen in zip(group, out, strict=True):
+                results[i] = gen
+            bar.update(len(group))
+    return [r for r in results if r is not None]
+
+
+def _generate_batch(
+    model: Model,
+    rows: list[Encoded],
+    ids: list[int],
+    plans: list[list[Intervention]],
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    seeds: list[int],
+    eos: set[int],
+    allow_other_model: bool,
+) -> list[Generation]:
+    device = model.device
+    batch = make_batch(rows, model.tokenizer.pad_token_id, "left", device, ids)
+    steerer = Steerer.compile(model, plans, allow_other_model) if any(plans) else None
+    generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+    alive = torch.arange(len(rows), device=device)  # batch row -> index into rows
+    outputs: list[list[int]] = [[] for _ in rows]
+    finish: list[Literal["eos", "length"]] = ["length"] * len(rows)
+    mask = batch.attention_mask
+    lengths = mask.sum(dim=-1, keepdim=True)  # real tokens per row = index of the next token
+    # hooks first: they are found through the bridge, which unwrapped() rearranges
+    with (
+        torch.no_grad(),
+        steerer.on_hf() if steerer else contextlib.nullcontext(),
+        model.unwrapped() as hf,
+    ):
+        if steerer:
+            steerer.set_view(batch.view(model))
+        out = hf(
+            batch.input_ids,
+            attention_mask=mask,
+            position_ids=batch.position_ids,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        cache = out.past_key_values
+        for step in range(max_new_tokens):
+            gens = [generators[int(i)] for i in alive]
+            chosen = _choose(out.logits[:, -1], temperature, top_k, top_p, gens)
+            done = torch.zeros_like(chosen, dtype=torch.bool)
+            for j, (row, token) in enumerate(zip(alive.tolist(), chosen.tolist(), strict=True)):
+                if token in eos:
+                    finish[row], done[j] = "eos", True
+                else:
+                    outputs[row].append(token)
+            if step == max_new_tokens - 1 or bool(done.all()):
+                break
+            if bool(done.any()):  # drop finished rows, cache and interventions included
+                keep = (~done).nonzero().flatten()
+                cache.batch_select_indices(keep)
+                alive, chosen, mask, lengths = alive[keep], chosen[keep], mask[keep], lengths[keep]
+                if steerer:
+                    steerer.select(keep)
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
+            position = lengths + step
+            if steerer:
+                live = [rows[int(i)] for i in alive]
+                steerer.set_view(
+                    TokenView(chosen[:, None], position, live, [ids[int(i)] for i in alive], model)
+                )
+            out = hf(
+                chosen[:, None],
+                attention_mask=mask,
+                position_ids=position,
+                past_key_values=cache,
+                use_cache=True,
+            )
+    tokenizer = model.tokenizer
+    return [
+        Generation(
+            str(tokenizer.decode(tokens, skip_special_tokens=True)), tuple(tokens), finish[i]
+        )
+        for i, tokens in enumerate(outputs)
+    ]
+
+
+def next_token_logprobs(
+    model: Model,
+    data: Sequence[Any],
+    interventions: Interventions = None,
+    *,
+    batch_size: int = 16,
+    allow_other_model: bool = False,
+) -> Float[Tensor, "example vocab"]:
+    """Log-probabilities of the token after each example's last token, under interventions.
+
+    Runs through the bridge (so hook points fire), right-padded; returns float32 on the CPU.
+    """
+    rows = encode_all(model, data)
+    plans = per_row(interventions, len(rows))
+    out: list[Tensor | None] = [None] * len(rows)
+    for group in length_sorted_batches([len(r) for r in rows], batch_size):
+        batch = make_batch(
+            [rows[i] for i in group], model.tokenizer.pad_token_id, "right", model.device, group
+        )
+        group_plans = [plans[i] for i in group]
+        steerer = (
+            Steerer.compile(model, group_plans, allow_other_model) if any(group_plans) else None
+        )
+        with torch.no_grad(), steerer.on_bridge() if steerer else contextlib.nullcontext():
+            if steerer:
+                steerer.set_view(batch.view(model))
+            logits = model.bridge(
+                batch.input_ids,
+                attention_mask=batch.attention_mask,
+                position_ids=batch.position_ids,
+                use_cache=False,
+            )
+        last = batch.attention_mask.sum(dim=-1) - 1
+        picked = (
+            logits[torch.arange(len(group), device=logits.device), last].float().log_softmax(dim=-1)
+        )
+        for j, i in enumerate(group):
+            out[i] = picked[j].cpu()
+    return torch.stack([t for t in out if t is not None])

@@ -1,0 +1,196 @@
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+import interp.generation as gen_module
+from interp import interventions as iv
+from interp.batching import Encoded, Example, encode_all, make_batch
+from interp.generation import generate, next_token_logprobs
+from interp.positions import ALL, LAST, LAST_PROMPT, PROMPT, RESPONSE, FromMarker, Matching
+from interp.vectors import DirectionSet
+
+PROMPTS = [
+    "Tell me about the ocean and the mountains.",
+    "Why did the chicken",
+    "Hi",
+    Example([{"role": "user", "content": "Trial 1: Do you detect an injected thought?"}], "Yes,"),
+]
+
+
+def vectors(model, scale=3.0):
+    g = torch.Generator().manual_seed(1)
+    return DirectionSet.from_tensor(
+        torch.randn(model.n_layers, model.d_model, generator=g) * scale, model
+    )
+
+
+@pytest.mark.parametrize("model_fixture", ["tiny", "tiny_base"])
+def test_greedy_matches_hf_generate(model_fixture, request):
+    model = request.getfixturevalue(model_fixture)
+    ours = generate(model, PROMPTS[:3], max_new_tokens=10, stop_at_eos=False)
+    hf = AutoModelForCausalLM.from_pretrained(model.source).eval()
+    for prompt, out in zip(PROMPTS[:3], ours, strict=True):
+        ids = torch.tensor([encode_all(model, [prompt])[0].ids])
+        ref = hf.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=10,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=model.tokenizer.pad_token_id,
+        )
+        assert list(out.tokens) == ref[0, ids.shape[1] :].tolist()
+
+
+def test_batching_does_not_change_outputs(tiny):
+    for temperature, top_p, seed in ((0.0, 1.0, 0), (1.0, 0.9, 7)):
+        one = generate(
+            tiny,
+            PROMPTS,
+            max_new_tokens=12,
+            batch_size=1,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+        )
+        many = generate(
+            tiny,
+            PROMPTS,
+            max_new_tokens=12,
+            batch_size=4,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+        )
+        assert [g.tokens for g in one] == [g.tokens for g in many]
+    a = generate(tiny, PROMPTS[:1], temperature=1.0, seed=1, max_new_tokens=12)
+    b = generate(tiny, PROMPTS[:1], temperature=1.0, seed=2, max_new_tokens=12)
+    assert a[0].tokens != b[0].tokens  # the seed matters
+
+
+@pytest.mark.parametrize("positions", [RESPONSE, LAST, ALL, RESPONSE | LAST_PROMPT, PROMPT])
+def test_coefficient_zero_is_token_identical(tiny, positions):
+    plain = generate(tiny, PROMPTS, max_new_tokens=12)
+    zero = generate(tiny, PROMPTS, iv.add(vectors(tiny), [1, 2], 0.0, positions), max_new_tokens=12)
+    assert [g.tokens for g in zero] == [g.tokens for g in plain]
+    steered = generate(
+        tiny, PROMPTS, iv.add(vectors(tiny), [1, 2], 4.0, positions), max_new_tokens=12
+    )
+    assert [g.tokens for g in steered] != [g.tokens for g in plain]
+
+
+def test_sweep_rows_equal_running_each_configuration_alone(tiny):
+    ds = vectors(tiny)
+    configs = [
+        [iv.add(ds, layer, coef, pos)]
+        for layer in (1, 2)
+        for coef in (-4.0, 0.0, 4.0)
+        for pos in (RESPONSE | LAST_PROMPT, LAST)
+    ] + [[iv.ablate(ds, 2), iv.add(ds, 1, 2.0)]]
+    prompts = [PROMPTS[i % 3] for i in range(len(configs))]
+    batched = generate(tiny, prompts, configs, max_new_tokens=10, batch_size=len(configs))
+    alone = [
+        generate(tiny, [p], c, max_new_tokens=10)[0] for p, c in zip(prompts, configs, strict=True)
+    ]
+    assert [g.tokens for g in batched] == [g.tokens for g in alone]
+
+
+@pytest.mark.parametrize(
+    "positions",
+    [
+        RESPONSE,
+        ALL,
+        PROMPT,
+        LAST_PROMPT,
+        RESPONSE | LAST_PROMPT,
+        FromMarker("Trial 1"),
+        Matching("e"),
+    ],
+    ids=str,
+)
+def test_prefill_and_decoding_apply_the_same_positions(tiny, positions):
+    """Greedy tokens under a policy are re-predicted by one teacher-forced forward under it."""
+    prompts = [PROMPTS[3], Example("Trial 1: tell me about the ocean")]
+    plan = [iv.add(vectors(tiny), [1, 2], 6.0, positions)]
+    outs = generate(tiny, prompts, plan, max_new_tokens=10, stop_at_eos=False)
+    rows = encode_all(tiny, prompts)
+    full = [
+        Encoded(r.ids + g.tokens, r.prompt_len, r.text, r.spans + ((0, 0),) * len(g.tokens))
+        for r, g in zip(rows, outs, strict=True)
+    ]
+    batch = make_batch(full, tiny.tokenizer.pad_token_id, "right")
+    steer = iv.Steerer.compile(tiny, [plan, plan])
+    steer.set_view(batch.view(tiny))
+    with torch.no_grad(), steer.on_bridge():
+        logits = tiny.bridge(
+            batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+        )
+    for i, (row, out) in enumerate(zip(rows, outs, strict=True)):
+        n = len(row)
+        predicted = logits[i, n - 1 : n - 1 + len(out.tokens)].argmax(-1).tolist()
+        assert predicted == list(out.tokens)
+
+
+def test_finished_rows_leave_the_batch_without_changing_the_rest(tiny, monkeypatch):
+    ds = vectors(tiny)
+    free = generate(tiny, PROMPTS[:3], max_new_tokens=8, stop_at_eos=False)
+    stop = {free[0].tokens[2], free[2].tokens[4]}  # rows 0 and 2 hit a "stop" token early
+    monkeypatch.setattr(gen_module, "_eos_ids", lambda model: stop)
+    plans = [
+        [iv.add(ds, 1, 0.0, RESPONSE)],
+        [iv.add(ds, 1, 0.0, RESPONSE)],
+        [iv.add(ds, 1, 0.0, RESPONSE)],
+    ]
+    batched = generate(tiny, PROMPTS[:3], plans, max_new_tokens=8, batch_size=3)
+    alone = [generate(tiny, [p], max_new_tokens=8)[0] for p in PROMPTS[:3]]
+    assert [g.tokens for g in batched] == [g.tokens for g in alone]
+    assert batched[0].finish == "eos" and len(batched[0].tokens) <= 2
+    assert batched[1].tokens == free[1].tokens[: len(batched[1].tokens)]
+
+
+def hook_sets(model):
+    """Every torch hook on every module (HF installs some of its own; those must stay)."""
+    modules = list(model.hf.modules()) + list(model.bridge.modules())
+    return {
+        (id(m), kind, key)
+        for m in modules
+        for kind in ("_forward_hooks", "_forward_pre_hooks")
+        for key in getattr(m, kind)
+    }
+
+
+def test_hooks_are_removed_when_steering_fails(tiny):
+    clean = generate(tiny, PROMPTS[:2], max_new_tokens=6)
+    wrapped_layer = tiny.hf.model.layers[1]
+    before = hook_sets(tiny)
+    bad = iv.add(vectors(tiny), 1, 5.0, FromMarker("never appears"))
+    with pytest.raises(ValueError, match="marker 'never appears' not found"):
+        generate(tiny, PROMPTS[:2], bad, max_new_tokens=6)
+    with pytest.raises(ValueError, match="marker 'never appears' not found"):
+        next_token_logprobs(tiny, PROMPTS[:2], bad)
+    assert tiny.hf.model.layers[1] is wrapped_layer  # the bridge's modules are back
+    for point in tiny.hook_points().values():
+        assert not point.fwd_hooks
+    assert hook_sets(tiny) == before
+    assert [g.tokens for g in generate(tiny, PROMPTS[:2], max_new_tokens=6)] == [
+        g.tokens for g in clean
+    ]
+
+
+def test_argument_errors(tiny):
+    with pytest.raises(ValueError, match="temperature"):
+        generate(tiny, ["Hi"], temperature=-1)
+    with pytest.raises(ValueError, match="top_p"):
+        generate(tiny, ["Hi"], temperature=1, top_p=0)
+    with pytest.raises(ValueError, match="seeds has 2 entries for 1 prompts"):
+        generate(tiny, ["Hi"], seeds=[1, 2])
+    with pytest.raises(ValueError, match="input is empty"):
+        generate(tiny, [])
+
+
+def test_next_token_logprobs_match_the_generation_path(tiny):
+    plan = iv.add(vectors(tiny), [1, 2], 3.0, ALL)
+    lp = next_token_logprobs(tiny, PROMPTS, plan)
+    first = generate(tiny, PROMPTS, plan, max_new_tokens=1, stop_at_eos=False)
+    assert lp.argmax(-1).tolist() == [g.tokens[0] for g in first]
+    assert torch.allclose(lp.exp().sum(-1), torch.ones(len(PROMPTS)), atol=1e-4)
