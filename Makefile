@@ -39,6 +39,7 @@ setup: $(STAMP) chromium
 
 demo: setup
 	$(BIN)/python experiments/residual_norms.py
+	$(BIN)/python experiments/caa.py
 
 lint: setup
 	$(BIN)/ruff check .
@@ -57,9 +58,12 @@ bench: setup
 	$(BIN)/python -m benchmarks.capture_throughput
 	$(BIN)/python -m benchmarks.capture_memory
 	$(BIN)/python -m benchmarks.contrast_extraction
+	$(BIN)/python -m benchmarks.steered_generation
+	$(BIN)/python -m benchmarks.sweep_vs_sequential
 
 figures: setup
 	$(BIN)/python experiments/residual_norms.py --redraw
+	$(BIN)/python experiments/caa.py --redraw
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -219,9 +219,14 @@ def make_batch(
     )
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Group indices into batches of similar length (less padding), longest first."""
+def length_sorted_batches(
+    lengths: Sequence[int], batch_size: int, ties: Sequence[tuple[int, ...]] | None = None
+) -> list[list[int]]:
+    """Group indices into batches of similar length (less padding), longest first.
+
+    `ties` (e.g. the token ids) orders equal lengths, so identical inputs land side by side.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], ties[i] if ties else ()))
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

@@ -35,7 +35,6 @@ import einops
 import torch
 from safetensors import safe_open
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from interp.batching import Encoded, PaddingSide, encode_all, length_sorted_batches, make_batch
 from interp.hooks import hooked
@@ -43,6 +42,7 @@ from interp.io import load_tensors, read_meta, save_tensors
 from interp.models import Model
 from interp.positions import LAST, LAST_PROMPT, PROMPT, RESPONSE, Positions
 from interp.positions import parse as parse_positions
+from interp.progress import bar as progress_bar
 from interp.sites import LAYER_CONVENTION, SITE_ORDER, Site, check_site
 
 Aggregate = Literal["mean", "sum", "norm", "tokens"]
@@ -459,13 +459,7 @@ def capture(
     store = _ShardStore(cache_dir, plan.key(out_dtype)) if cache_dir is not None else None
     done = store.fill(outputs, rows) if store else set()
     todo = [i for i in range(len(rows)) if i not in done]
-    with tqdm(
-        total=len(rows),
-        initial=len(done),
-        unit="ex",
-        desc="capture",
-        disable=None if progress is None else not progress,
-    ) as bar:
+    with progress_bar(len(rows), "capture", "ex", progress, initial=len(done)) as bar:
         for start in range(0, len(todo), shard_size):
             chunk = todo[start : start + shard_size]
             for group in length_sorted_batches([len(rows[i]) for i in chunk], batch_size):

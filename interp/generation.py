@@ -23,11 +23,11 @@ from typing import Any, Literal
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from interp.batching import Encoded, TokenView, encode_all, length_sorted_batches, make_batch
+from interp.batching import Batch, Encoded, TokenView, encode_all, length_sorted_batches, make_batch
 from interp.interventions import Intervention, Steerer, per_row
 from interp.models import Model
+from interp.progress import bar as progress_bar
 
 Interventions = Intervention | Sequence[Intervention] | Sequence[Sequence[Intervention]] | None
 
@@ -88,6 +88,7 @@ def generate(
     interventions: Interventions = None,
     *,
     max_new_tokens: int = 64,
+    min_new_tokens: int = 0,
     temperature: float = 0.0,
     top_k: int = 0,
     top_p: float = 1.0,
@@ -104,12 +105,17 @@ def generate(
         prompts: strings, chats or `Example`s; an `Example`'s response is a prefill that the
             model continues (and that `RESPONSE` positions cover).
         interventions: one list for all rows, or one list per prompt (a sweep).
+        min_new_tokens: EOS cannot be chosen before this many tokens (as in HF generate).
         temperature: 0 is greedy; otherwise sample with optional `top_k` / `top_p`.
         seed: row i samples from a generator seeded with (seed, i).
         seeds: one seed per row instead (sweeps derive them from each unit's config, so a
             resumed or re-batched run samples exactly the same text).
     """
     _check_sampling(temperature, top_k, top_p, max_new_tokens)
+    if not 0 <= min_new_tokens <= max_new_tokens:
+        raise ValueError(
+            f"min_new_tokens must be between 0 and max_new_tokens, got {min_new_tokens}"
+        )
     rows = encode_all(model, prompts)
     plans = per_row(interventions, len(rows))
     if seeds is not None and len(seeds) != len(rows):
@@ -119,19 +125,17 @@ def generate(
     )
     results: list[Generation | None] = [None] * len(rows)
     eos = _eos_ids(model) if stop_at_eos else set()
-    with tqdm(
-        total=len(rows),
-        unit="gen",
-        desc="generate",
-        disable=None if progress is None else not progress,
-    ) as bar:
-        for group in length_sorted_batches([len(r) for r in rows], batch_size):
+    with progress_bar(len(rows), "generate", "gen", progress) as bar:
+        for group in length_sorted_batches(
+            [len(r) for r in rows], batch_size, [r.ids for r in rows]
+        ):
             out = _generate_batch(
                 model,
                 [rows[i] for i in group],
                 group,
                 [plans[i] for i in group],
                 max_new_tokens,
+                min_new_tokens,
                 temperature,
                 top_k,
                 top_p,
@@ -151,6 +155,7 @@ def _generate_batch(
     ids: list[int],
     plans: list[list[Intervention]],
     max_new_tokens: int,
+    min_new_tokens: int,
     temperature: float,
     top_k: int,
     top_p: float,
@@ -173,19 +178,16 @@ def _generate_batch(
         steerer.on_hf() if steerer else contextlib.nullcontext(),
         model.unwrapped() as hf,
     ):
-        if steerer:
-            steerer.set_view(batch.view(model))
-        out = hf(
-            batch.input_ids,
-            attention_mask=mask,
-            position_ids=batch.position_ids,
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        out = _prefill(model, hf, batch, steerer)
         cache = out.past_key_values
         for step in range(max_new_tokens):
             gens = [generators[int(i)] for i in alive]
-            chosen = _choose(out.logits[:, -1], temperature, top_k, top_p, gens)
+            logits = out.logits[:, -1]
+            if step < min_new_tokens and eos:
+                logits = logits.index_fill(
+                    -1, torch.tensor(sorted(eos), device=logits.device), float("-inf")
+                )
+            chosen = _choose(logits, temperature, top_k, top_p, gens)
             done = torch.zeros_like(chosen, dtype=torch.bool)
             for j, (row, token) in enumerate(zip(alive.tolist(), chosen.tolist(), strict=True)):
                 if token in eos:
@@ -221,6 +223,63 @@ def _generate_batch(
         )
         for i, tokens in enumerate(outputs)
     ]
+
+
+def _shared_prefix(model: Model, batch: Batch, steerer: Steerer | None) -> int:
+    """Leading prompt tokens that every row shares and no intervention touches (0 if none).
+
+    Sweeps often run one prompt under many configurations; those tokens' keys and values are
+    the same in every row, so they are computed once and the cache is repeated.
+    """
+    ids = batch.input_ids
+    if ids.shape[0] < 2 or not bool((ids == ids[:1]).all()) or not bool(batch.attention_mask.all()):
+        return 0
+    shared = ids.shape[1] - 1  # the last prompt token always runs per row (it yields the logits)
+    if steerer is not None:
+        view = batch.view(model)
+        for index in steerer.touched(view):
+            shared = min(shared, index)
+    return max(shared, 0)
+
+
+def _prefill(model: Model, hf: Any, batch: Batch, steerer: Steerer | None) -> Any:
+    """Run the prompts; a prefix shared by all rows and untouched by interventions runs once."""
+    shared = _shared_prefix(model, batch, steerer)
+    if shared == 0:
+        if steerer:
+            steerer.set_view(batch.view(model))
+        return hf(
+            batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+    with steerer.paused() if steerer else contextlib.nullcontext():
+        prefix = hf(
+            batch.input_ids[:1, :shared],
+            position_ids=batch.position_ids[:1, :shared],
+            use_cache=True,
+            logits_to_keep=1,
+        )
+    cache = prefix.past_key_values
+    cache.batch_repeat_interleave(batch.input_ids.shape[0])
+    rest = slice(shared, None)
+    if steerer:
+        view = batch.view(model)
+        steerer.set_view(
+            TokenView(
+                batch.input_ids[:, rest], view.index[:, rest], view.rows, view.example_ids, model
+            )
+        )
+    return hf(
+        batch.input_ids[:, rest],
+        attention_mask=batch.attention_mask,
+        position_ids=batch.position_ids[:, rest],
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
 
 
 def next_token_logprobs(

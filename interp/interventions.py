@@ -243,6 +243,7 @@ class Steerer:
     ops: dict[tuple[Site, int], list[_Op]]
     view: TokenView | None = None
     _masks: dict[str, Tensor] = field(default_factory=dict)
+    _paused: bool = False
 
     @classmethod
     def compile(
@@ -298,7 +299,28 @@ class Steerer:
     def set_view(self, view: TokenView) -> None:
         self.view, self._masks = view, {}
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Leave activations untouched (for a forward no intervention applies to)."""
+        self._paused = True
+        try:
+            yield
+        finally:
+            self._paused = False
+
+    def touched(self, view: TokenView) -> list[int]:
+        """For each op, the first position of `view` (logical index) it edits in any row."""
+        out = []
+        for ops_ in self.ops.values():
+            for op in ops_:
+                where = op.positions.mask(view) & op.row[:, None]
+                hit = view.index[where]
+                out.append(int(hit.min()) if hit.numel() else int(view.index.max()) + 1)
+        return out
+
     def apply(self, site: Site, layer: int, x: Tensor) -> Tensor:
+        if self._paused:
+            return x
         view = self.view
         assert view is not None, "Steerer.set_view must be called before each forward"
         for op in self.ops[(site, layer)]:

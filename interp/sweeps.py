@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from interp import interventions as iv
 from interp.batching import as_example
 from interp.generation import Generation, generate
 from interp.models import Model
 from interp.ops import ScaleMode
 from interp.positions import LAST_PROMPT, RESPONSE, Positions
+from interp.progress import bar as progress_bar
 from interp.results import RunStore, unit_key
 from interp.vectors import DirectionSet
 
@@ -111,13 +110,7 @@ def run_sweep(
         for cell in cells
     ]
     todo = [i for i, config in enumerate(full) if not store.done(unit_key(config))]
-    with tqdm(
-        total=len(cells),
-        initial=len(cells) - len(todo),
-        unit="gen",
-        desc="sweep",
-        disable=None if progress is None else not progress,
-    ) as bar:
+    with progress_bar(len(cells), "sweep", "gen", progress, initial=len(cells) - len(todo)) as bar:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
             seeds = [seed + int(unit_key(full[i])[:12], 16) % 2**31 for i in chunk]

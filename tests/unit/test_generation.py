@@ -194,3 +194,50 @@ def test_next_token_logprobs_match_the_generation_path(tiny):
     first = generate(tiny, PROMPTS, plan, max_new_tokens=1, stop_at_eos=False)
     assert lp.argmax(-1).tolist() == [g.tokens[0] for g in first]
     assert torch.allclose(lp.exp().sum(-1), torch.ones(len(PROMPTS)), atol=1e-4)
+
+
+def test_a_shared_prompt_prefix_runs_once_and_changes_nothing(tiny, monkeypatch):
+    ds = vectors(tiny)
+    prompt = PROMPTS[3]
+    plans = [
+        [iv.add(ds, layer, coef, pos)]
+        for layer in (1, 2)
+        for coef in (-4.0, 4.0)
+        for pos in (LAST, RESPONSE, FromMarker("Trial 1"))
+    ]
+    shared = []
+    real = gen_module._shared_prefix
+
+    def spy(*args):
+        shared.append(real(*args))
+        return shared[-1]
+
+    monkeypatch.setattr(gen_module, "_shared_prefix", spy)
+    batched = generate(tiny, [prompt] * len(plans), plans, max_new_tokens=10, batch_size=len(plans))
+    assert shared[-1] > 0  # the prefix before "Trial 1" was computed once
+    alone = [generate(tiny, [prompt], p, max_new_tokens=10)[0] for p in plans]
+    assert [g.tokens for g in batched] == [g.tokens for g in alone]
+    # sampling several answers to one prompt (no steering) shares all but the last prompt token
+    samples = generate(tiny, [prompt] * 4, temperature=1.0, seed=3, max_new_tokens=10, batch_size=4)
+    assert shared[-1] == len(encode_all(tiny, [prompt])[0]) - 1
+    one_by_one = generate(
+        tiny, [prompt] * 4, temperature=1.0, seed=3, max_new_tokens=10, batch_size=1
+    )
+    assert [g.tokens for g in samples] == [g.tokens for g in one_by_one]
+    # an intervention on every token leaves nothing to share
+    generate(tiny, [prompt] * 2, [[iv.add(ds, 1, 1.0, ALL)]] * 2, max_new_tokens=2, batch_size=2)
+    assert shared[-1] == 0
+
+
+def test_min_new_tokens_keeps_eos_away(tiny, monkeypatch):
+    free = generate(tiny, PROMPTS[:1], max_new_tokens=8, stop_at_eos=False)[0].tokens
+    first_new = next(i for i in range(1, 8) if free[i] not in free[:i])
+    stop = free[first_new]
+    monkeypatch.setattr(gen_module, "_eos_ids", lambda model: {stop})
+    short = generate(tiny, PROMPTS[:1], max_new_tokens=8)
+    assert short[0].finish == "eos" and short[0].tokens == free[:first_new]
+    held = generate(tiny, PROMPTS[:1], max_new_tokens=8, min_new_tokens=8)
+    assert held[0].finish == "length" and len(held[0].tokens) == 8
+    assert stop not in held[0].tokens
+    with pytest.raises(ValueError, match="min_new_tokens"):
+        generate(tiny, PROMPTS[:1], max_new_tokens=4, min_new_tokens=5)
