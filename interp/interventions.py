@@ -34,7 +34,7 @@ from interp.batching import TokenView
 from interp.hooks import hooked
 from interp.models import Model
 from interp.positions import ALL, Positions
-from interp.sites import Site, check_site
+from interp.sites import SITE_ORDER, Site, check_site
 from interp.vectors import DirectionSet
 
 Kind = Literal["add", "ablate", "set", "clamp"]
@@ -244,6 +244,7 @@ class Steerer:
     view: TokenView | None = None
     _masks: dict[str, Tensor] = field(default_factory=dict)
     _paused: bool = False
+    _stash: dict[int, Tensor] = field(default_factory=dict)  # resid_pre per layer (resid_mid edits)
 
     @classmethod
     def compile(
@@ -260,12 +261,6 @@ class Steerer:
         for r, interventions in enumerate(per_row):
             seen: dict[tuple[Site, int, Kind, str], int] = {}
             for iv in interventions:
-                if iv.site == "resid_mid":
-                    raise ValueError(
-                        "interventions cannot write resid_mid (the bridge's hook there only feeds "
-                        "the "
-                        "MLP's norm); adding to attn_out of the same block adds to resid_mid"
-                    )
                 if iv.directions is not None and id(iv.directions) not in checked:
                     iv.directions.check(model, allow_other_model=allow_other_model)
                     checked.add(id(iv.directions))
@@ -318,12 +313,10 @@ class Steerer:
                 out.append(int(hit.min()) if hit.numel() else int(view.index.max()) + 1)
         return out
 
-    def apply(self, site: Site, layer: int, x: Tensor) -> Tensor:
-        if self._paused:
-            return x
+    def _run(self, site: Site, layer: int, x: Tensor) -> Tensor:
         view = self.view
         assert view is not None, "Steerer.set_view must be called before each forward"
-        for op in self.ops[(site, layer)]:
+        for op in self.ops.get((site, layer), []):
             key = str(op.positions)
             if key not in self._masks:
                 self._masks[key] = op.positions.mask(view)
@@ -331,6 +324,36 @@ class Steerer:
             if bool(where.any()):
                 x = apply_op(op, x, where)
         return x
+
+    def apply(self, site: Site, layer: int, x: Tensor) -> Tensor:
+        """Edit activation `x` of `site` at `layer` (called by the installed hooks).
+
+        resid_mid has no writable hook (HF keeps it in a local variable), so its edits run at
+        attn_out: the residual entering the block is stashed at resid_pre, mid = resid_pre +
+        attn_out is edited, and attn_out gains the difference, so the block's sum is the edited
+        resid_mid (and exactly unchanged where nothing is edited).
+        """
+        if self._paused:
+            return x
+        x = self._run(site, layer, x)
+        if ("resid_mid", layer) in self.ops:
+            if site == "resid_pre":
+                self._stash[layer] = x
+            elif site == "attn_out":
+                mid = self._stash.pop(layer) + x
+                x = x + (self._run("resid_mid", layer, mid) - mid)
+        return x
+
+    def hook_sites(self) -> list[tuple[Site, int]]:
+        """The (site, layer) hooks to install; resid_mid edits need resid_pre and attn_out."""
+        out: set[tuple[Site, int]] = set()
+        for site, layer in self.ops:
+            out.update(
+                [("resid_pre", layer), ("attn_out", layer)]
+                if site == "resid_mid"
+                else [(site, layer)]
+            )
+        return sorted(out, key=lambda k: (k[1], SITE_ORDER[k[0]]))
 
     # -- installers ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -340,7 +363,10 @@ class Steerer:
         def make(site: Site, layer: int) -> Callable[..., Tensor]:
             return lambda x, hook: self.apply(site, layer, x)
 
-        fwd = [(self.model.hook_name(site, layer), make(site, layer)) for site, layer in self.ops]
+        fwd = [
+            (self.model.hook_name(site, layer), make(site, layer))
+            for site, layer in self.hook_sites()
+        ]
         with hooked(self.model, fwd):
             yield
 
@@ -349,7 +375,7 @@ class Steerer:
         """Apply through torch hooks on the original HF modules (inside `model.unwrapped()`)."""
         handles = []
         try:
-            for site, layer in self.ops:
+            for site, layer in self.hook_sites():
                 handles.append(_register_hf_hook(self.model, site, layer, self.apply))
             yield
         finally:

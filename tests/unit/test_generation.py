@@ -17,11 +17,10 @@ PROMPTS = [
 ]
 
 
-def vectors(model, scale=3.0):
+def vectors(model, scale=3.0, site="resid_post"):
     g = torch.Generator().manual_seed(1)
-    return DirectionSet.from_tensor(
-        torch.randn(model.n_layers, model.d_model, generator=g) * scale, model
-    )
+    vecs = torch.randn(model.n_layers, model.d_model, generator=g) * scale
+    return DirectionSet.from_tensor(vecs, model, site=site)
 
 
 @pytest.mark.parametrize("model_fixture", ["tiny", "tiny_base"])
@@ -68,14 +67,14 @@ def test_batching_does_not_change_outputs(tiny):
     assert a[0].tokens != b[0].tokens  # the seed matters
 
 
+@pytest.mark.parametrize("site", ["resid_post", "resid_mid", "attn_out"])
 @pytest.mark.parametrize("positions", [RESPONSE, LAST, ALL, RESPONSE | LAST_PROMPT, PROMPT])
-def test_coefficient_zero_is_token_identical(tiny, positions):
+def test_coefficient_zero_is_token_identical(tiny, positions, site):
     plain = generate(tiny, PROMPTS, max_new_tokens=12)
-    zero = generate(tiny, PROMPTS, iv.add(vectors(tiny), [1, 2], 0.0, positions), max_new_tokens=12)
+    ds = vectors(tiny, site=site)
+    zero = generate(tiny, PROMPTS, iv.add(ds, [1, 2], 0.0, positions), max_new_tokens=12)
     assert [g.tokens for g in zero] == [g.tokens for g in plain]
-    steered = generate(
-        tiny, PROMPTS, iv.add(vectors(tiny), [1, 2], 4.0, positions), max_new_tokens=12
-    )
+    steered = generate(tiny, PROMPTS, iv.add(ds, [1, 2], 4.0, positions), max_new_tokens=12)
     assert [g.tokens for g in steered] != [g.tokens for g in plain]
 
 
@@ -108,10 +107,11 @@ def test_sweep_rows_equal_running_each_configuration_alone(tiny):
     ],
     ids=str,
 )
-def test_prefill_and_decoding_apply_the_same_positions(tiny, positions):
+@pytest.mark.parametrize("site", ["resid_post", "resid_mid", "mlp_out"])
+def test_prefill_and_decoding_apply_the_same_positions(tiny, positions, site):
     """Greedy tokens under a policy are re-predicted by one teacher-forced forward under it."""
     prompts = [PROMPTS[3], Example("Trial 1: tell me about the ocean")]
-    plan = [iv.add(vectors(tiny), [1, 2], 6.0, positions)]
+    plan = [iv.add(vectors(tiny, site=site), [1, 2], 6.0, positions)]
     outs = generate(tiny, prompts, plan, max_new_tokens=10, stop_at_eos=False)
     rows = encode_all(tiny, prompts)
     full = [

@@ -7,7 +7,7 @@ from interp.generation import next_token_logprobs
 from interp.positions import ALL, LAST, PROMPT, RESPONSE
 from interp.vectors import DirectionSet
 
-SITES = ["resid_pre", "resid_post", "attn_out", "mlp_out"]
+SITES = ["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"]
 
 
 def vectors(model, site="resid_post", seed=0, scale=2.0):
@@ -89,10 +89,38 @@ def test_scale_modes(tiny):
     )
 
 
+@pytest.mark.parametrize("model_fixture", ["tiny", "tiny_base"])
+def test_resid_mid_edits_reach_the_residual(model_fixture, request):
+    """A resid_mid edit shows up in resid_mid itself; for `add` it equals adding at attn_out."""
+    from interp.hooks import hooked
+
+    model = request.getfixturevalue(model_fixture)
+    mid, attn = vectors(model, "resid_mid"), vectors(model, "attn_out")
+    rows = encode_all(model, [Example("Tell me about the ocean", " It is deep.")])
+    batch = make_batch(rows, model.tokenizer.pad_token_id)
+    seen: list[torch.Tensor] = []
+    grab = [(model.hook_name("resid_mid", 2), lambda x, hook: seen.append(x.clone()))]
+
+    def run(plan):
+        steer = iv.Steerer.compile(model, [plan])
+        steer.set_view(batch.view(model))
+        with torch.no_grad(), steer.on_bridge(), hooked(model, grab):
+            return model.bridge(batch.input_ids)
+
+    clean = run([])
+    via_mid = run([iv.add(mid, 2, 2.0, RESPONSE)])
+    via_attn = run([iv.add(attn, 2, 2.0, RESPONSE)])
+    assert not torch.allclose(clean, via_mid, atol=1e-3)
+    torch.testing.assert_close(via_mid, via_attn, rtol=1e-4, atol=1e-4)
+    p = rows[0].prompt_len
+    torch.testing.assert_close(seen[1][0, p:], seen[0][0, p:] + 2.0 * mid[2], rtol=1e-4, atol=1e-4)
+    assert torch.equal(seen[1][0, :p], seen[0][0, :p])
+    run([iv.ablate(mid, 2, RESPONSE)])
+    u = mid[2] / mid[2].norm()
+    assert torch.allclose(seen[-1][0, p:] @ u, torch.zeros(len(rows[0]) - p), atol=1e-3)
+
+
 def test_refusals(tiny):
-    ds = vectors(tiny, "resid_mid")
-    with pytest.raises(ValueError, match="cannot write resid_mid"):
-        next_token_logprobs(tiny, ["Hi"], iv.add(ds, 1, 1.0))
     with pytest.raises(KeyError, match="covers layers"):
         iv.add(vectors(tiny).at([1]), 2)
     with pytest.raises(ValueError, match="one list per prompt"):
