@@ -20,6 +20,7 @@ inside `Model.unwrapped()` (generation); both apply the same function, which tes
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -35,7 +36,7 @@ from interp.hooks import hooked
 from interp.models import Model
 from interp.positions import ALL, Positions
 from interp.sites import SITE_ORDER, Site, check_site
-from interp.vectors import DirectionSet
+from interp.vectors import DirectionSet, VectorMismatch
 
 Kind = Literal["add", "ablate", "set", "clamp"]
 
@@ -49,6 +50,22 @@ class Latent:
     bias: float  # folds in b_enc[j] and, when the SAE subtracts it, −b_dec·enc
     threshold: float = 0.0  # JumpReLU threshold (0 for ReLU)
 
+    def digest(self) -> str:
+        """Short hash of the latent's parameters (its identity in result keys)."""
+        payload = torch.cat([self.encoder, self.decoder, torch.tensor([self.bias, self.threshold])])
+        return hashlib.sha1(payload.float().numpy().tobytes()).hexdigest()[:16]
+
+    def check(self, model: Model) -> None:
+        """Raise unless the latent lives in `model`'s residual space and is finite."""
+        for name, t in (("encoder", self.encoder), ("decoder", self.decoder)):
+            if t.shape != (model.d_model,):
+                raise VectorMismatch(
+                    f"latent {name} has shape {tuple(t.shape)}; "
+                    f"{model.name} has d_model {model.d_model}"
+                )
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"latent {name} contains NaN or inf values; refusing to use it")
+
     def activation(self, x: Float[Tensor, "*batch d_model"]) -> Float[Tensor, "*batch"]:
         pre = x @ self.encoder.to(x.dtype) + self.bias
         return torch.relu(pre) * (pre > self.threshold)
@@ -57,10 +74,10 @@ class Latent:
     def from_sae(cls, sae: Any, index: int) -> Latent:
         """Latent `index` of a SAELens SAE (standard or JumpReLU; TopK is treated as ReLU)."""
         w_enc = sae.W_enc[:, index].detach().float().cpu()
-        bias = float(sae.b_enc[index])
+        bias = float(sae.b_enc[index].detach())
         if getattr(sae.cfg, "apply_b_dec_to_input", False):
             bias -= float(sae.b_dec.detach().float().cpu() @ w_enc)
-        threshold = float(sae.threshold[index]) if hasattr(sae, "threshold") else 0.0
+        threshold = float(sae.threshold[index].detach()) if hasattr(sae, "threshold") else 0.0
         return cls(w_enc, sae.W_dec[index].detach().float().cpu(), bias, threshold)
 
 
@@ -89,6 +106,7 @@ class Intervention:
             "positions": str(self.positions),
             "scale": self.scale,
             "vector": {k: source.get(k) for k in ("model", "method", "data_hash", "created")},
+            **({"latent": self.latent.digest()} if self.latent is not None else {}),
             **({"label": self.label} if self.label else {}),
         }
 
@@ -264,6 +282,8 @@ class Steerer:
                 if iv.directions is not None and id(iv.directions) not in checked:
                     iv.directions.check(model, allow_other_model=allow_other_model)
                     checked.add(id(iv.directions))
+                if iv.latent is not None:
+                    iv.latent.check(model)
                 for layer in iv.layers:
                     model.layer(layer)
                     base = (iv.site, layer, iv.kind, str(iv.positions))

@@ -121,6 +121,19 @@ def test_resid_mid_edits_reach_the_residual(model_fixture, request):
 
 
 def test_refusals(tiny):
+    from interp.vectors import VectorMismatch
+
+    wrong = iv.Latent(torch.randn(32), torch.randn(32), 0.0)
+    with pytest.raises(VectorMismatch, match="d_model 64"):
+        next_token_logprobs(tiny, ["Hi"], iv.clamp(wrong, 1, 1.0))
+    nan = iv.Latent(torch.full((64,), float("nan")), torch.randn(64), 0.0)
+    with pytest.raises(ValueError, match="NaN"):
+        next_token_logprobs(tiny, ["Hi"], iv.clamp(nan, 1, 1.0))
+    a, b = (
+        iv.Latent(torch.ones(64), torch.ones(64), 0.0),
+        iv.Latent(torch.ones(64), -torch.ones(64), 0.0),
+    )
+    assert iv.clamp(a, 1, 1.0).describe() != iv.clamp(b, 1, 1.0).describe()
     with pytest.raises(KeyError, match="covers layers"):
         iv.add(vectors(tiny).at([1]), 2)
     with pytest.raises(ValueError, match="one list per prompt"):
@@ -161,3 +174,29 @@ def test_clamp_through_the_engine(tiny):
     expected = clean[0, p:] + (5.0 - latent.activation(clean[0, p:]))[:, None] * latent.decoder
     torch.testing.assert_close(edited[0, p:], expected)
     torch.testing.assert_close(edited[0, :p], clean[0, :p])
+
+
+@pytest.mark.parametrize("kind", ["jumprelu", "standard"])
+def test_latent_from_a_saelens_sae_matches_its_encoder(kind):
+    from sae_lens.saes.jumprelu_sae import JumpReLUSAE, JumpReLUSAEConfig
+    from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
+
+    torch.manual_seed(0)
+    sae = (
+        JumpReLUSAE(JumpReLUSAEConfig(d_in=64, d_sae=16))
+        if kind == "jumprelu"
+        else StandardSAE(StandardSAEConfig(d_in=64, d_sae=16))
+    )
+    with torch.no_grad():
+        for param in sae.parameters():
+            param.normal_(0, 0.3)
+        if kind == "jumprelu":
+            sae.threshold.abs_()
+    x = torch.randn(5, 64)
+    with torch.no_grad():
+        reference = sae.encode(x)
+    assert 0 < (reference > 0).float().mean() < 1  # some latents on, some off
+    for j in range(16):
+        latent = iv.Latent.from_sae(sae, j)
+        torch.testing.assert_close(latent.activation(x), reference[:, j], rtol=1e-5, atol=1e-5)
+        assert torch.equal(latent.decoder, sae.W_dec[j].detach())
