@@ -443,15 +443,21 @@ def _register_hf_hook(
     return _original(model, path).register_forward_hook(post)
 
 
-def per_row(
-    interventions: Intervention | Sequence[Intervention] | Sequence[Sequence[Intervention]] | None,
-    n: int,
-) -> list[list[Intervention]]:
-    """Normalise the `interventions` argument: one list shared by all rows, or one list per row."""
+def per_row(interventions: object, n: int) -> list[list[Intervention]]:
+    """Normalise the `interventions` argument: one list shared by all rows, or one list per row.
+
+    Accepts None, an Intervention, a list of them (all rows), or a list of lists (one per row);
+    anything else is an error that says which row is wrong.
+    """
     if interventions is None:
         return [[] for _ in range(n)]
     if isinstance(interventions, Intervention):
         return [[interventions] for _ in range(n)]
+    if not isinstance(interventions, (list, tuple)):
+        raise ValueError(
+            f"interventions must be an Intervention, a list of them, or one list per prompt; "
+            f"got {type(interventions).__name__}"
+        )
     items: list[Any] = list(interventions)
     if all(isinstance(i, Intervention) for i in items):
         return [list(items) for _ in range(n)]

@@ -16,7 +16,7 @@ from typing import Literal
 
 import einops
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Bool, Float, Shaped
 from torch import Tensor
 
 ScaleMode = Literal["raw", "unit", "resid_norm"]
@@ -46,9 +46,9 @@ def mean_diff(
 
 
 def paired_mean_diff(
-    pos: Float[Tensor, "n layer d_model"], neg: Float[Tensor, "n layer d_model"]
+    pos: Float[Tensor, "n_pos layer d_model"], neg: Float[Tensor, "n_neg layer d_model"]
 ) -> Float[Tensor, "layer d_model"]:
-    """Mean of per-pair differences, `mean_i(pos_i − neg_i)`; pairs must align row by row."""
+    """Mean of per-pair differences, `mean_i(pos_i − neg_i)`; rows must pair up (checked)."""
     if pos.shape != neg.shape:
         raise ValueError(
             f"paired_mean_diff needs aligned pairs: pos has shape {tuple(pos.shape)}, neg has "
@@ -108,7 +108,7 @@ def orthogonalize(
 
 def scale_directions(
     directions: Float[Tensor, "layer d_model"],
-    mode: ScaleMode,
+    mode: ScaleMode | str,
     resid_norm: Float[Tensor, " layer"] | None = None,
 ) -> Float[Tensor, "layer d_model"]:
     """Put directions in a scale: `raw` as extracted, `unit` norm 1, `resid_norm` = unit × ‖resid‖.
@@ -197,7 +197,7 @@ class Probe:
 
 def probe(
     acts: Float[Tensor, "n layer d_model"],
-    labels: Int[Tensor, " n"] | Bool[Tensor, " n"],
+    labels: Shaped[Tensor, " n"],  # 0/1 in any dtype, or booleans (checked)
     c: float = 1.0,
     max_iter: int = 500,
 ) -> Probe:

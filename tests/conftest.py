@@ -12,7 +12,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 with install_import_hook("interp", "beartype.beartype"):
+    # every module is imported under the hook, so every annotation is enforced in tests
+    import importlib
+    import pkgutil
+
     import interp
+
+    for _module in pkgutil.walk_packages(interp.__path__, "interp."):
+        importlib.import_module(_module.name)
 
 import pytest
 import torch

@@ -179,9 +179,9 @@ def test_hooks_are_removed_when_steering_fails(tiny):
 
 def test_argument_errors(tiny):
     with pytest.raises(ValueError, match="temperature"):
-        generate(tiny, ["Hi"], temperature=-1)
+        generate(tiny, ["Hi"], temperature=-1.0)
     with pytest.raises(ValueError, match="top_p"):
-        generate(tiny, ["Hi"], temperature=1, top_p=0)
+        generate(tiny, ["Hi"], temperature=1.0, top_p=0.0)
     with pytest.raises(ValueError, match="seeds has 2 entries for 1 prompts"):
         generate(tiny, ["Hi"], seeds=[1, 2])
     with pytest.raises(ValueError, match="input is empty"):

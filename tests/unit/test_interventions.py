@@ -139,7 +139,7 @@ def test_refusals(tiny):
     with pytest.raises(ValueError, match="one list per prompt"):
         iv.per_row([[iv.add(vectors(tiny), 1)]], 2)
     with pytest.raises(ValueError, match="row 1 of the interventions"):
-        iv.per_row([[iv.add(vectors(tiny), 1)], ["nope"]], 2)  # type: ignore[arg-type]
+        iv.per_row([[iv.add(vectors(tiny), 1)], ["nope"]], 2)
 
 
 def test_vectors_from_another_model_need_an_override(tiny, tiny_base):

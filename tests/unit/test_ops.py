@@ -63,7 +63,7 @@ def test_scale_modes():
     with pytest.raises(ValueError, match="needs the mean residual norm"):
         ops.scale_directions(d, "resid_norm")
     with pytest.raises(ValueError, match="unknown scale mode"):
-        ops.scale_directions(d, "relative")  # type: ignore[arg-type]
+        ops.scale_directions(d, "relative")
 
 
 def test_pca_matches_numpy_svd_per_layer(acts):
