@@ -165,7 +165,7 @@ def _layer_lines(
 
 def steering_curve(path: str | Path, metric: str) -> go.Figure:
     """A metric of steered generations against the steering coefficient, one line per block."""
-    from interp.metrics import summarize
+    from interp.metrics import label, summarize
     from interp.results import load_frame
 
     frame = load_frame(path)
@@ -179,7 +179,7 @@ def steering_curve(path: str | Path, metric: str) -> go.Figure:
         fig,
         f"Steering sweep — {metric} vs coefficient",
         "steering coefficient (multiple of the vector)",
-        metric,
+        label(metric),
         subtitle=f"{model}; up to {n} generations per point; bars: ±1 standard error",
     )
 

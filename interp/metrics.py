@@ -60,6 +60,15 @@ def projection_scorer(model: Model, vectors: DirectionSet, batch_size: int = 16)
 METRICS = ("projection", "length", "match:<regex>")
 
 
+def label(spec: str) -> str:
+    """Axis label for metric `spec`, with what it measures."""
+    if spec == "projection":
+        return "response projection on the unit vector (unsteered re-read)"
+    if spec == "length":
+        return "generated tokens"
+    return f"fraction of generations matching /{spec.removeprefix('match:')}/"
+
+
 def metric_values(frame: pd.DataFrame, spec: str) -> pd.Series:
     """One value per record for metric `spec` (see module docstring)."""
     if spec == "length":
