@@ -31,7 +31,7 @@ from interp.io import data_path, read_jsonl
 from interp.models import Model
 from interp.ops import paired_mean_diff
 from interp.positions import RESPONSE, Index
-from interp.results import RunStore, unit_key
+from interp.results import RunStore
 from interp.vectors import DirectionSet
 
 # Our own wording; the paper's system prompt asked for a helpful, honest and concise assistant.
@@ -165,7 +165,7 @@ def ab_sweep(
         }
         for it, layer, mult in cells
     ]
-    todo = [i for i, config in enumerate(configs) if not store.done(unit_key(config))]
+    todo = store.todo(configs)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         prompts = [Example(_chat(cells[i][0], system), "(") for i in chunk]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
@@ -273,7 +273,8 @@ def steer(
     """Sweep steering over layers × coefficients; write generations (resumable) and a figure."""
     from interp.figures import save_figure, steering_curve
     from interp.io import inside, read_jsonl
-    from interp.metrics import metric_values, projection_scorer, summarize
+    from interp.metrics import check as check_metric
+    from interp.metrics import projection_scorer, summarize
     from interp.models import load_model
     from interp.ops import ScaleMode
     from interp.positions import parse
@@ -285,7 +286,7 @@ def steer(
         if scale not in ("raw", "unit", "resid_norm"):
             raise ValueError(f"unknown scale {scale!r}; use raw, unit or resid_norm")
         rows = read_jsonl(prompts)
-        metric_values(_metric_probe(), metric)  # fail fast on an unknown metric
+        check_metric(metric)  # fail before loading anything
         lm = load_model(model)
         ds = DirectionSet.load(vector).check(lm, allow_other_model)
         chosen = lm.layers(layers)
@@ -316,12 +317,6 @@ def steer(
         table = summarize(load_frame(store_path), metric)
     console.print(table.to_string(index=False))
     console.print(f"generations: {store_path}\nfigure: {', '.join(map(str, files))}")
-
-
-def _metric_probe() -> Any:
-    import pandas as pd
-
-    return pd.DataFrame({"n_tokens": [1], "text": ["x"], "projection": [0.0]})
 
 
 def main() -> None:

@@ -69,8 +69,18 @@ def label(spec: str) -> str:
     return f"fraction of generations matching /{spec.removeprefix('match:')}/"
 
 
+def check(spec: str) -> str:
+    """Return `spec` if it names a metric, else raise with the valid names."""
+    if spec in ("projection", "length") or (
+        spec.startswith("match:") and len(spec) > len("match:")
+    ):
+        return spec
+    raise ValueError(f"unknown metric {spec!r}; use one of {', '.join(METRICS)}")
+
+
 def metric_values(frame: pd.DataFrame, spec: str) -> pd.Series:
     """One value per record for metric `spec` (see module docstring)."""
+    check(spec)
     if spec == "length":
         return frame["n_tokens"].astype(float)
     if spec == "projection":
@@ -79,13 +89,8 @@ def metric_values(frame: pd.DataFrame, spec: str) -> pd.Series:
                 "these results have no projection; run the sweep with --metric projection"
             )
         return frame["projection"].astype(float)
-    if spec.startswith("match:") and len(spec) > len("match:"):
-        return (
-            frame["text"]
-            .str.contains(spec.removeprefix("match:"), case=False, regex=True)
-            .astype(float)
-        )
-    raise ValueError(f"unknown metric {spec!r}; use one of {', '.join(METRICS)}")
+    pattern = spec.removeprefix("match:")
+    return frame["text"].str.contains(pattern, case=False, regex=True).astype(float)
 
 
 def summarize(

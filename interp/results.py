@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,15 +64,15 @@ class RunStore:
     def done(self, key: str) -> bool:
         return key in self._done
 
-    def todo(self, configs: Iterable[Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any]]]:
-        """(key, config) of the units not yet finished, in order, without duplicates."""
+    def todo(self, configs: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Indices of the configs not yet finished, in order; a repeated config counts once."""
         seen: set[str] = set()
         out = []
-        for config in configs:
+        for i, config in enumerate(configs):
             key = unit_key(config)
             if key not in self._done and key not in seen:
                 seen.add(key)
-                out.append((key, config))
+                out.append(i)
         return out
 
     def append(self, config: Mapping[str, Any], result: Mapping[str, Any]) -> str:

@@ -109,7 +109,7 @@ def run_sweep(
         }
         for cell in cells
     ]
-    todo = [i for i, config in enumerate(full) if not store.done(unit_key(config))]
+    todo = store.todo(full)
     with progress_bar(len(cells), "sweep", "gen", progress, initial=len(cells) - len(todo)) as bar:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
