@@ -143,13 +143,16 @@ def vectors_info(
 
 
 def _parse_layers(spec: str) -> list[int]:
-    """'1-3,7' -> [1, 2, 3, 7] (no model at hand to check the range)."""
+    """'1-3,7' -> [1, 2, 3, 7]; no model is at hand, so counting from the end is refused."""
+    from interp.sites import parse_layer_ranges
+
     out: list[int] = []
-    for part in spec.split(","):
-        lo, _, hi = part.strip().partition("-")
-        if not lo.isdigit() or (hi and not hi.isdigit()):
-            raise ValueError(f"cannot parse layers {spec!r}: use e.g. '1-29' or '3,7,9'")
-        out.extend(range(int(lo), int(hi or lo) + 1))
+    for lo, hi in parse_layer_ranges(spec):
+        if lo < 0 or hi < 0:
+            raise ValueError(
+                f"layers {spec!r}: use block indices >= 0 here (no model to count from)"
+            )
+        out.extend(range(lo, hi + 1))
     return out
 
 

@@ -28,11 +28,10 @@ import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from interp.embedded import DEFAULT_MODEL, EMBEDDED, materialize
-from interp.sites import SITES, Site, check_site, hook_name
+from interp.sites import SITES, Site, check_site, hook_name, parse_layer_ranges
 
 Message = dict[str, str]
 ROLE_NAMES = {"user": "User", "assistant": "Assistant"}
-_LAYER_PART = re.compile(r"(?P<lo>-?\d+)(?:-(?P<hi>-?\d+))?")
 
 
 class ModelNotFound(ValueError):
@@ -110,15 +109,8 @@ class Model:
             if spec.strip() == "all":
                 return list(range(self.n_layers))
             out: list[int] = []
-            for part in spec.split(","):
-                match = _LAYER_PART.fullmatch(part.strip())
-                if match is None:
-                    raise ValueError(
-                        f"cannot parse layers {spec!r}: use 'all', '10-20', '3,7,9' or ints"
-                    )
-                lo = self.layer(int(match["lo"]))
-                hi = self.layer(int(match["hi"])) if match["hi"] else lo
-                out.extend(range(lo, hi + 1))
+            for lo, hi in parse_layer_ranges(spec):
+                out.extend(range(self.layer(lo), self.layer(hi) + 1))
             return sorted(set(out))
         resolved = sorted({self.layer(int(x)) for x in spec})
         if not resolved:

@@ -21,6 +21,7 @@ block i-1. (HF applies the final norm to the last entry; we never do.)
 
 from __future__ import annotations
 
+import re
 from typing import Literal, cast, get_args
 
 Site = Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"]
@@ -79,3 +80,18 @@ def to_hidden_states(layer: int, site: Site) -> int:
     if site == "resid_pre":
         return layer
     raise ValueError(f"site {site!r} has no hidden_states index; only resid_pre and resid_post do")
+
+
+_LAYER_PART = re.compile(r"(?P<lo>-?\d+)(?:-(?P<hi>-?\d+))?")
+
+
+def parse_layer_ranges(spec: str) -> list[tuple[int, int]]:
+    """Split "10-20,3" into inclusive (lo, hi) pairs; bounds may be negative (from the end)."""
+    ranges = []
+    for part in spec.split(","):
+        match = _LAYER_PART.fullmatch(part.strip())
+        if match is None:
+            raise ValueError(f"cannot parse layers {spec!r}: use 'all', '10-20', '3,7,9' or ints")
+        lo = int(match["lo"])
+        ranges.append((lo, int(match["hi"]) if match["hi"] else lo))
+    return ranges

@@ -145,8 +145,17 @@ class DirectionSet:
         stats: Mapping[str, Tensor] | None = None,
         **extra: Any,
     ) -> DirectionSet:
-        """Wrap `vectors` (rows for `layers`, default all blocks) computed on `model`."""
-        chosen = model.layers(list(layers)) if layers is not None else list(range(model.n_layers))
+        """Wrap `vectors` (row i for `layers[i]`, default all blocks) computed on `model`."""
+        given = (
+            [model.layer(int(layer)) for layer in layers]
+            if layers is not None
+            else list(range(model.n_layers))
+        )
+        if len(set(given)) != len(given):
+            raise ValueError(f"layers {list(layers or [])} repeat a block; give each block one row")
+        order = sorted(range(len(given)), key=given.__getitem__)  # rows follow their layers
+        chosen = [given[i] for i in order]
+        rows = torch.tensor(order, dtype=torch.long)
         meta = VectorMeta(
             model=model.name,
             n_layers=model.n_layers,
@@ -156,21 +165,16 @@ class DirectionSet:
             data_hash=data_hash(data),
             extra=dict(extra),
         )
-        vecs = vectors.detach().to("cpu", torch.float32)
-        return cls(
-            vecs,
-            tuple(chosen),
-            meta,
-            {k: v.detach().to("cpu", torch.float32) for k, v in (stats or {}).items()},
-        )
+
+        def rows_of(t: Tensor) -> Tensor:
+            return t.detach().to("cpu", torch.float32)[rows]
+
+        stats = {k: rows_of(v) for k, v in (stats or {}).items()}
+        return cls(rows_of(vectors), tuple(chosen), meta, stats)
 
     # -- access -----------------------------------------------------------------------------------
     def __getitem__(self, layer: int) -> Float[Tensor, " d_model"]:
-        if layer not in self.layers:
-            raise KeyError(
-                f"no vector for layer {layer}; this set covers layers {list(self.layers)}"
-            )
-        return self.vectors[self.layers.index(layer)]
+        return self.vectors[self.layers.index(self._has(layer))]
 
     def stat(self, name: str, layer: int) -> float:
         if name not in self.stats:
@@ -356,8 +360,6 @@ class DirectionSet:
         if not found:
             raise ValueError(f"{path} has no direction.N tensors; it is not a control vector")
         layers = sorted(found)
-        for layer in layers:
-            model.layer(layer)  # range check with a clear message
         stored = reader.fields.get("interp.meta")
         extra: dict[str, Any] = {"imported_from": str(path)}
         method = "gguf_control_vector"

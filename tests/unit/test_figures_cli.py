@@ -147,6 +147,10 @@ def test_vectors_extract_info_and_convert(tiny_dir, tmp_path):
     assert torch.equal(
         DirectionSet.load(tmp_path / "b.safetensors").vectors, ds.at([1, 2, 3]).vectors
     )
+    negative = runner.invoke(
+        app, ["vectors", "convert", str(out), str(tmp_path / "n.gguf"), "--layers", "-1"]
+    )
+    assert negative.exit_code == 2 and "block indices >= 0" in negative.output
     weird = runner.invoke(app, ["vectors", "convert", str(out), str(tmp_path / "v.pt")])
     assert weird.exit_code == 2 and "writes .gguf" in weird.output
 

@@ -104,3 +104,17 @@ def test_llama_cpp_control_vector_round_trip(ds, tiny, tmp_path):
     assert back.layers == (1, 2, 3)
     assert torch.equal(back.vectors, ds.at([1, 2, 3]).vectors)
     assert back.meta.extra["original_meta"]["method"] == "test"
+
+
+def test_from_tensor_keeps_each_row_with_its_layer(tiny):
+    vecs = torch.stack([torch.full((64,), float(i)) for i in (3, 1, 2)])
+    ds = DirectionSet.from_tensor(
+        vecs, tiny, [3, 1, -2], stats={"s": torch.tensor([30.0, 10.0, 20.0])}
+    )
+    assert ds.layers == (1, 2, 3)
+    assert [float(ds[layer][0]) for layer in (1, 2, 3)] == [1.0, 2.0, 3.0]
+    assert [ds.stat("s", layer) for layer in (1, 2, 3)] == [10.0, 20.0, 30.0]
+    with pytest.raises(ValueError, match="repeat a block"):
+        DirectionSet.from_tensor(vecs, tiny, [1, 1, 2])
+    with pytest.raises(ValueError, match="out of range"):
+        DirectionSet.from_tensor(vecs[:1], tiny, [7])
