@@ -14,9 +14,9 @@ import torch
 
 import interp
 from benchmarks.common import interleaved, plain_hf, record
-from interp import interventions as iv
-from interp.generation import generate
 from interp.positions import LAST_PROMPT, RESPONSE
+from interp.steering import interventions as iv
+from interp.steering.generation import generate
 from interp.vectors import DirectionSet
 
 NEW_TOKENS = 40

@@ -20,11 +20,11 @@ from typing import Any
 import torch
 
 import interp
-import interp.caa
 from benchmarks.common import machine, plain_hf, record
-from interp import interventions as iv
-from interp.generation import generate
+from interp import caa
 from interp.positions import LAST
+from interp.steering import interventions as iv
+from interp.steering.generation import generate
 
 COEFS = [-8.0, -4.0, -2.0, -1.0, 1.0, 2.0, 4.0, 8.0]
 LAYERS = [9, 12, 15]
@@ -61,8 +61,8 @@ def persona_style(
 def main() -> None:
     model = interp.load_model("smollm2-135m-instruct", device="cpu")
     hf = plain_hf(model.source)
-    train, _ = interp.caa.split(interp.caa.load_behaviour("myopic-reward"))
-    vectors = interp.caa.vector(model, train, behaviour="myopic-reward")
+    train, _ = caa.split(caa.load_behaviour("myopic-reward"))
+    vectors = caa.vector(model, train, behaviour="myopic-reward")
     ids = model.tokenizer(model.format_chat(CHAT), add_special_tokens=False, return_tensors="pt")[
         "input_ids"
     ]

@@ -22,9 +22,10 @@ import typer
 
 import interp
 from interp import caa
-from interp.figures import caa_ab_curves, save_figure
+from interp.caa.figures import caa_ab_curves
+from interp.figures.style import save_figure
 from interp.io import inside
-from interp.results import load_frame
+from interp.runs.store import load_frame
 
 MULTIPLIERS = [-20.0, -10.0, -5.0, -2.0, 0.0, 2.0, 5.0, 10.0, 20.0]
 

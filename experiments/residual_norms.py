@@ -18,7 +18,8 @@ from typing import Annotated
 import typer
 
 import interp
-from interp.figures import residual_norms, save_figure
+from interp.figures.plots import residual_norms
+from interp.figures.style import save_figure
 from interp.io import data_path, inside, read_jsonl
 
 REDUCTIONS = {

@@ -5,9 +5,9 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from interp import caa
-from interp import interventions as iv
-from interp.generation import generate
 from interp.positions import LAST, RESPONSE
+from interp.steering import interventions as iv
+from interp.steering.generation import generate
 
 pytestmark = pytest.mark.embedded
 

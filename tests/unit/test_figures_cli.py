@@ -4,8 +4,9 @@ import pytest
 from typer.testing import CliRunner
 
 from interp.capture import Activations
-from interp.cli import app
-from interp.figures import chromium_path, residual_norms, save_figure
+from interp.cli.app import app
+from interp.figures.plots import residual_norms
+from interp.figures.style import chromium_path, save_figure
 
 runner = CliRunner()
 

@@ -2,11 +2,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-import interp.generation as gen_module
-from interp import interventions as iv
+import interp.steering.generation as gen_module
 from interp.batching import Encoded, Example, encode_all, make_batch
-from interp.generation import generate, next_token_logprobs
 from interp.positions import ALL, LAST, LAST_PROMPT, PROMPT, RESPONSE, FromMarker, Matching
+from interp.steering import engine
+from interp.steering import interventions as iv
+from interp.steering.generation import generate, next_token_logprobs
+from interp.steering.installers import on_bridge
 from interp.vectors import DirectionSet
 
 PROMPTS = [
@@ -119,9 +121,9 @@ def test_prefill_and_decoding_apply_the_same_positions(tiny, positions, site):
         for r, g in zip(rows, outs, strict=True)
     ]
     batch = make_batch(full, tiny.tokenizer.pad_token_id, "right")
-    steer = iv.Steerer.compile(tiny, [plan, plan])
+    steer = engine.Steerer.compile(tiny, [plan, plan])
     steer.set_view(batch.view(tiny))
-    with torch.no_grad(), steer.on_bridge():
+    with torch.no_grad(), on_bridge(steer):
         logits = tiny.bridge(
             batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
         )

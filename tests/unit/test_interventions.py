@@ -1,10 +1,12 @@
 import pytest
 import torch
 
-from interp import interventions as iv
 from interp.batching import Example, encode_all, make_batch
-from interp.generation import next_token_logprobs
 from interp.positions import ALL, LAST, PROMPT, RESPONSE
+from interp.steering import engine
+from interp.steering import interventions as iv
+from interp.steering.generation import next_token_logprobs
+from interp.steering.installers import on_bridge, on_hf
 from interp.vectors import DirectionSet
 
 SITES = ["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"]
@@ -23,17 +25,17 @@ def test_op_formulas():
     v = torch.nn.functional.normalize(torch.randn(2, 8), dim=-1)
     coef = torch.tensor([2.0, -1.0])
     row = torch.ones(2, dtype=torch.bool)
-    added = iv.apply_op(iv._Op("add", ALL, row, coef, v), x, where)
+    added = engine.apply_op(engine._Op("add", ALL, row, coef, v), x, where)
     assert torch.allclose(added[0, 0], x[0, 0] + 2 * v[0]) and torch.equal(added[0, 1], x[0, 1])
-    ablated = iv.apply_op(iv._Op("ablate", ALL, row, coef, v), x, where)
+    ablated = engine.apply_op(engine._Op("ablate", ALL, row, coef, v), x, where)
     assert torch.allclose(ablated[where] @ torch.zeros(8), torch.zeros(3))
     assert torch.allclose((ablated[0, 2] * v[0]).sum(), torch.tensor(0.0), atol=1e-6)
-    set_ = iv.apply_op(iv._Op("set", ALL, row, coef, v), x, where)
+    set_ = engine.apply_op(engine._Op("set", ALL, row, coef, v), x, where)
     assert torch.allclose((set_[1, 2] * v[1]).sum(), torch.tensor(-1.0), atol=1e-5)
     assert torch.allclose((set_[0, 0] * v[0]).sum(), torch.tensor(2.0), atol=1e-5)
     enc, bias, thr = torch.randn(2, 8), torch.tensor([0.5, 0.0]), torch.tensor([0.0, 0.1])
-    clamped = iv.apply_op(
-        iv._Op("clamp", ALL, row, torch.tensor([3.0, 0.0]), v, enc, bias, thr), x, where
+    clamped = engine.apply_op(
+        engine._Op("clamp", ALL, row, torch.tensor([3.0, 0.0]), v, enc, bias, thr), x, where
     )
     latent = iv.Latent(enc[0], v[0], 0.5, 0.0)
     assert torch.allclose(
@@ -55,16 +57,16 @@ def test_bridge_and_fast_path_apply_the_same_edit(model_fixture, site, request):
     ]
     rows = encode_all(model, [Example("Tell me about the ocean", " It is deep."), "Hi there"])
     batch = make_batch(rows, model.tokenizer.pad_token_id, "left", example_ids=[0, 1])
-    steer = iv.Steerer.compile(model, [plan, plan[:1]])
+    steer = engine.Steerer.compile(model, [plan, plan[:1]])
     kwargs = dict(
         attention_mask=batch.attention_mask, position_ids=batch.position_ids, use_cache=False
     )
     with torch.no_grad():
         clean = model.bridge(batch.input_ids, **kwargs)
         steer.set_view(batch.view(model))
-        with steer.on_bridge():
+        with on_bridge(steer):
             via_bridge = model.bridge(batch.input_ids, **kwargs)
-        with steer.on_hf(), model.unwrapped() as hf:
+        with on_hf(steer), model.unwrapped() as hf:
             via_hf = hf(batch.input_ids, **kwargs).logits
         after = model.bridge(batch.input_ids, **kwargs)
     real = batch.attention_mask.bool()
@@ -102,9 +104,9 @@ def test_resid_mid_edits_reach_the_residual(model_fixture, request):
     grab = [(model.hook_name("resid_mid", 2), lambda x, hook: seen.append(x.clone()))]
 
     def run(plan):
-        steer = iv.Steerer.compile(model, [plan])
+        steer = engine.Steerer.compile(model, [plan])
         steer.set_view(batch.view(model))
-        with torch.no_grad(), steer.on_bridge(), hooked(model, grab):
+        with torch.no_grad(), on_bridge(steer), hooked(model, grab):
             return model.bridge(batch.input_ids)
 
     clean = run([])
@@ -137,9 +139,9 @@ def test_refusals(tiny):
     with pytest.raises(KeyError, match="covers layers"):
         iv.add(vectors(tiny).at([1]), 2)
     with pytest.raises(ValueError, match="one list per prompt"):
-        iv.per_row([[iv.add(vectors(tiny), 1)]], 2)
+        engine.per_row([[iv.add(vectors(tiny), 1)]], 2)
     with pytest.raises(ValueError, match="row 1 of the interventions"):
-        iv.per_row([[iv.add(vectors(tiny), 1)], ["nope"]], 2)
+        engine.per_row([[iv.add(vectors(tiny), 1)], ["nope"]], 2)
 
 
 def test_vectors_from_another_model_need_an_override(tiny, tiny_base):
@@ -160,14 +162,14 @@ def test_clamp_through_the_engine(tiny):
     latent = iv.Latent(torch.randn(64, generator=g), torch.randn(64, generator=g), 0.2, 0.1)
     rows = encode_all(tiny, [Example("Tell me about the ocean", " Yes")])
     batch = make_batch(rows, tiny.tokenizer.pad_token_id)
-    steer = iv.Steerer.compile(tiny, [[iv.clamp(latent, 1, 5.0, positions=RESPONSE)]])
+    steer = engine.Steerer.compile(tiny, [[iv.clamp(latent, 1, 5.0, positions=RESPONSE)]])
     seen = []
     grab = [(tiny.hook_name("resid_post", 1), lambda x, hook: seen.append(x.clone()))]
     with torch.no_grad():
         with hooked(tiny, grab):
             tiny.bridge(batch.input_ids)
         steer.set_view(batch.view(tiny))
-        with steer.on_bridge(), hooked(tiny, grab):  # registered after: sees the edited value
+        with on_bridge(steer), hooked(tiny, grab):  # registered after: sees the edited value
             tiny.bridge(batch.input_ids)
     clean, edited = seen
     p = rows[0].prompt_len

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from interp.results import RunStore, load_frame, unit_key
+from interp.runs.store import RunStore, load_frame, unit_key
 
 
 def test_keys_todo_and_append(tmp_path):
@@ -46,7 +46,7 @@ def steer_command(tiny_dir, vector, prompts, out, coefs):
     args = [
         sys.executable,
         "-m",
-        "interp.cli",
+        "interp.cli.app",
         "steer",
         str(prompts),
         "-v",

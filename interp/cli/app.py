@@ -274,15 +274,16 @@ def steer(
     ] = False,
 ) -> None:
     """Sweep steering over layers × coefficients; write generations (resumable) and a figure."""
-    from interp.figures import save_figure, steering_curve
+    from interp.eval.metrics import check as check_metric
+    from interp.eval.metrics import projection_scorer, summarize
+    from interp.figures.plots import steering_curve
+    from interp.figures.style import save_figure
     from interp.io import inside, read_jsonl
-    from interp.metrics import check as check_metric
-    from interp.metrics import projection_scorer, summarize
     from interp.models import load_model
     from interp.ops import ScaleMode
     from interp.positions import parse
-    from interp.results import load_frame
-    from interp.sweeps import grid, run_sweep
+    from interp.runs.store import load_frame
+    from interp.runs.sweeps import grid, run_sweep
     from interp.vectors import DirectionSet
 
     with user_errors():

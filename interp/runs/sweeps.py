@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from interp import interventions as iv
 from interp.batching import as_example
-from interp.generation import Generation, generate
 from interp.models import Model
 from interp.ops import ScaleMode
 from interp.positions import LAST_PROMPT, RESPONSE, Positions
 from interp.progress import bar as progress_bar
-from interp.results import RunStore, unit_key
+from interp.runs.store import RunStore, unit_key
+from interp.steering import interventions as iv
+from interp.steering.generation import Generation, generate
 from interp.vectors import DirectionSet
 
 # scorer(configs, generations) -> one dict of extra result fields per cell (e.g. a projection)

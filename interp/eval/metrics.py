@@ -17,10 +17,10 @@ import pandas as pd
 
 from interp.batching import Example, as_example
 from interp.capture import capture
-from interp.generation import Generation
 from interp.models import Model
 from interp.ops import project
-from interp.sweeps import Scorer
+from interp.runs.sweeps import Scorer
+from interp.steering.generation import Generation
 from interp.vectors import DirectionSet
 
 

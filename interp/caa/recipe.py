@@ -23,15 +23,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from interp import interventions as iv
 from interp.batching import Example
 from interp.capture import Reduction, capture
-from interp.generation import next_token_logprobs
 from interp.io import data_path, read_jsonl
 from interp.models import Model
 from interp.ops import paired_mean_diff
 from interp.positions import RESPONSE, Index
-from interp.results import RunStore
+from interp.runs.store import RunStore
+from interp.steering import interventions as iv
+from interp.steering.generation import next_token_logprobs
 from interp.vectors import DirectionSet
 
 # Our own wording; the paper's system prompt asked for a helpful, honest and concise assistant.

@@ -25,9 +25,11 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.batching import Batch, Encoded, TokenView, encode_all, length_sorted_batches, make_batch
-from interp.interventions import Intervention, Steerer, per_row
 from interp.models import Model
 from interp.progress import bar as progress_bar
+from interp.steering.engine import Steerer, per_row
+from interp.steering.installers import on_bridge, on_hf
+from interp.steering.interventions import Intervention
 
 Interventions = Intervention | Sequence[Intervention] | Sequence[Sequence[Intervention]] | None
 
@@ -175,7 +177,7 @@ def _generate_batch(
     # hooks first: they are found through the bridge, which unwrapped() rearranges
     with (
         torch.no_grad(),
-        steerer.on_hf() if steerer else contextlib.nullcontext(),
+        on_hf(steerer) if steerer else contextlib.nullcontext(),
         model.unwrapped() as hf,
     ):
         out = _prefill(model, hf, batch, steerer)
@@ -305,7 +307,7 @@ def next_token_logprobs(
         steerer = (
             Steerer.compile(model, group_plans, allow_other_model) if any(group_plans) else None
         )
-        with torch.no_grad(), steerer.on_bridge() if steerer else contextlib.nullcontext():
+        with torch.no_grad(), on_bridge(steerer) if steerer else contextlib.nullcontext():
             if steerer:
                 steerer.set_view(batch.view(model))
             logits = model.bridge(

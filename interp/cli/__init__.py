@@ -1,0 +1,1 @@
+"""The `interp` command line (one Typer app). Importing it must not import torch."""

@@ -1,0 +1,1 @@
+"""Evaluation: scorers and metrics for steered generations (judges and statistics land here)."""
