@@ -19,7 +19,8 @@ def _run(code: str) -> str:
 def test_import_interp_and_cli_do_not_load_torch() -> None:
     code = (
         "import sys, interp, interp.cli.app\n"
-        "print(sorted(m for m in ('torch', 'transformers', 'transformer_lens') if m in sys.modules))"
+        "heavy = ('torch', 'transformers', 'transformer_lens')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
     )
     assert _run(code) == "[]"
 
