@@ -10,6 +10,8 @@ Names are imported lazily (PEP 562), so `import interp` and `interp --help` do n
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -82,14 +84,33 @@ if TYPE_CHECKING:
     from interp.vectors import DirectionSet, VectorMismatch
 
 
+_MODULES = {"interventions", "ops", "positions"}  # exported names that are modules
+
+
 def __getattr__(name: str) -> Any:
     module_name = _EXPORTS.get(name)
     if module_name is None:
         raise AttributeError(f"module 'interp' has no attribute {name!r}")
     module = importlib.import_module(module_name)
-    value = module if module_name.rsplit(".", 1)[-1] == name else getattr(module, name)
+    value = module if name in _MODULES else getattr(module, name)
     globals()[name] = value
     return value
+
+
+class _Root(types.ModuleType):
+    """The package module: importing the submodule `interp.capture` must not hide the function.
+
+    Python binds a submodule as an attribute of its package when it is first imported, which
+    would make `interp.capture` the module rather than the `capture` function it exports.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and name in _EXPORTS and name not in _MODULES:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Root
 
 
 def __dir__() -> list[str]:

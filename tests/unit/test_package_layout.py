@@ -42,3 +42,12 @@ def test_lazy_root_resolves_every_public_name() -> None:
         assert getattr(interp, name) is not None, name
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         interp.nope  # noqa: B018
+
+
+def test_importing_the_capture_module_keeps_interp_capture_the_function() -> None:
+    code = (
+        "import interp.capture, interp\n"
+        "from interp import capture\n"
+        "print(callable(interp.capture), interp.capture is capture, capture.__module__)"
+    )
+    assert _run(code) == "True True interp.capture"
