@@ -39,7 +39,7 @@ def main() -> None:
     vector = DirectionSet.from_tensor(
         torch.randn(30, 576, generator=g) * 0.2, model, method="random"
     )
-    steer = iv.add(vector, 12, 4.0, RESPONSE | LAST_PROMPT)
+    steer = iv.add(vector, 12, 4.0, positions=RESPONSE | LAST_PROMPT)
     tokenizer = model.tokenizer
     rows = {}
     for batch in (1, 8, 24):

@@ -75,7 +75,7 @@ def main() -> None:
             persona_style(hf, ids, layer, vectors[layer], coef, min_new) for layer, coef in configs
         ]
         t_sequential = time.perf_counter() - start
-        plans = [[iv.add(vectors, layer, coef, LAST)] for layer, coef in configs]
+        plans = [[iv.add(vectors, layer, coef, positions=LAST)] for layer, coef in configs]
         start = time.perf_counter()
         batched = generate(
             model,

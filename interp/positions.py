@@ -9,7 +9,8 @@ the view is the prompt at prefill and one new token per row at each decoding ste
 | `ALL`             | every real token                 | prompt and every generated token        |
 | `PROMPT`          | prompt tokens                    | prefill only                            |
 | `RESPONSE`        | response tokens                  | generated tokens                        |
-| `LAST_PROMPT`     | the last prompt token            | the last prompt token                   |
+| `LAST_PROMPT`     | the last prompt token (none if   | the last prompt token                   |
+|                   | the prompt is empty)             |                                         |
 | `LAST`            | the row's final token            | last token of each forward call: the    |
 |                   |                                  | last prompt token, then each new token  |
 | `FIRST`           | first real token (often a sink)  | first prompt token                      |
@@ -77,10 +78,10 @@ class _Named(Positions):
             return real & (index < view.prompt_len)
         if self.name == "response":
             return real & (index >= view.prompt_len)
-        if self.name == "last_prompt":
-            return index == view.prompt_len - 1
+        if self.name == "last_prompt":  # nothing in a row whose prompt is empty (not a pad)
+            return real & (index == view.prompt_len - 1)
         if self.name == "first":
-            return index == 0
+            return real & (index == 0)
         last = index.max(dim=-1, keepdim=True).values
         return real & (index == last)
 

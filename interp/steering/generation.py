@@ -8,6 +8,13 @@ the generated tokens and `LAST` means the last prompt token and then each new to
 Rows that finish (EOS) leave the batch, cache included, so a sweep whose rows stop at different
 lengths does not keep paying for the short ones. Sampling uses one generator per row seeded from
 `(seed, row index in the call)`, so a row's sample does not depend on how rows were batched.
+The generators live on the device of the logits (the last block's, for a model split over
+devices), so a row's samples depend on that device type but not on the batch.
+
+Token identity (a batched row gives the same tokens as the row run alone, or as plain HF
+generate) is a claim for CPU float32, where tests check it exactly. On a GPU (bf16, TF32 kernels
+that depend on the batch shape) tests compare logits with a tolerance, and greedy tokens can
+differ where two candidates are that close.
 
 `next_token_logprobs` is the analysis twin: a forward through the bridge (hook points and all)
 returning the log-probabilities after each row's last token, with interventions applied.
@@ -16,7 +23,10 @@ returning the log-probabilities after each row's last token, with interventions 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import functools
+import inspect
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -74,10 +84,12 @@ def _choose(
 
 
 def _check_sampling(temperature: float, top_k: int, top_p: float, max_new_tokens: int) -> None:
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(
+            f"temperature must be a finite number >= 0 (0 = greedy), got {temperature}"
+        )
+    if not (math.isfinite(top_p) and 0 < top_p <= 1):
+        raise ValueError(f"top_p must be a number in (0, 1] (1 = off), got {top_p}")
     if top_k < 0:
         raise ValueError(f"top_k must be >= 0 (0 = off), got {top_k}")
     if max_new_tokens < 1:
@@ -106,7 +118,9 @@ def generate(
     Args:
         prompts: strings, chats or `Example`s; an `Example`'s response is a prefill that the
             model continues (and that `RESPONSE` positions cover).
-        interventions: one list for all rows, or one list per prompt (a sweep).
+        interventions: one Intervention or a list of them for all rows, or one list per
+            prompt (a sweep); n interventions for n prompts is refused as ambiguous (see
+            `engine.per_row`).
         min_new_tokens: EOS cannot be chosen before this many tokens (as in HF generate).
         temperature: 0 is greedy; otherwise sample with optional `top_k` / `top_p`.
         seed: row i samples from a generator seeded with (seed, i).
@@ -168,8 +182,7 @@ def _generate_batch(
     device = model.device
     batch = make_batch(rows, model.tokenizer.pad_token_id, "left", device, ids)
     steerer = Steerer.compile(model, plans, allow_other_model) if any(plans) else None
-    generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
-    alive = torch.arange(len(rows), device=device)  # batch row -> index into rows
+    alive = list(range(len(rows)))  # batch row -> index into rows
     outputs: list[list[int]] = [[] for _ in rows]
     finish: list[Literal["eos", "length"]] = ["length"] * len(rows)
     mask = batch.attention_mask
@@ -181,9 +194,12 @@ def _generate_batch(
         model.unwrapped() as hf,
     ):
         out = _prefill(model, hf, batch, steerer)
-        cache = out.past_key_values
+        cache = _cache_of(out)
+        # the logits sit on the last block's device (models split over devices): sample there
+        logits_device = out.logits.device
+        generators = [torch.Generator(device=logits_device).manual_seed(s) for s in seeds]
         for step in range(max_new_tokens):
-            gens = [generators[int(i)] for i in alive]
+            gens = [generators[i] for i in alive]
             logits = out.logits[:, -1]
             if step < min_new_tokens and eos:
                 logits = logits.index_fill(
@@ -191,7 +207,7 @@ def _generate_batch(
                 )
             chosen = _choose(logits, temperature, top_k, top_p, gens)
             done = torch.zeros_like(chosen, dtype=torch.bool)
-            for j, (row, token) in enumerate(zip(alive.tolist(), chosen.tolist(), strict=True)):
+            for j, (row, token) in enumerate(zip(alive, chosen.tolist(), strict=True)):
                 if token in eos:
                     finish[row], done[j] = "eos", True
                 else:
@@ -199,24 +215,26 @@ def _generate_batch(
             if step == max_new_tokens - 1 or bool(done.all()):
                 break
             if bool(done.any()):  # drop finished rows, cache and interventions included
-                keep = (~done).nonzero().flatten()
+                keep = (~done).nonzero().flatten().cpu()  # a CPU index works on every device
                 cache.batch_select_indices(keep)
-                alive, chosen, mask, lengths = alive[keep], chosen[keep], mask[keep], lengths[keep]
+                alive = [alive[j] for j in keep.tolist()]
+                chosen, mask, lengths = chosen[keep], mask[keep], lengths[keep]
                 if steerer:
                     steerer.select(keep)
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
             position = lengths + step
+            step_ids = chosen[:, None].to(device)
             if steerer:
-                live = [rows[int(i)] for i in alive]
+                live = [rows[i] for i in alive]
                 steerer.set_view(
-                    TokenView(chosen[:, None], position, live, [ids[int(i)] for i in alive], model)
+                    TokenView(step_ids, position, live, [ids[i] for i in alive], model)
                 )
             out = hf(
-                chosen[:, None],
+                step_ids,
                 attention_mask=mask,
                 position_ids=position,
-                past_key_values=cache,
                 use_cache=True,
+                **_cache_arg(hf, cache),
             )
     tokenizer = model.tokenizer
     return [
@@ -225,6 +243,26 @@ def _generate_batch(
         )
         for i, tokens in enumerate(outputs)
     ]
+
+
+def _cache_arg(hf: Any, cache: Any) -> dict[str, Any]:
+    """The KV cache as a keyword argument, under the name the model's forward takes.
+
+    transformers 5.x renamed `past_key_values` to `cache` (the old name warns and goes in 5.40).
+    """
+    takes = _takes_cache(type(hf).forward)
+    return {"cache": cache} if takes else {"past_key_values": cache}
+
+
+@functools.cache
+def _takes_cache(forward: Callable[..., Any]) -> bool:
+    """Whether a model class's `forward` takes the KV cache as `cache` (read once per class)."""
+    return "cache" in inspect.signature(forward).parameters
+
+
+def _cache_of(out: Any) -> Any:
+    """The KV cache a forward returned (`cache` in transformers 5.x, `past_key_values` before)."""
+    return out["cache"] if "cache" in out else out["past_key_values"]
 
 
 def _shared_prefix(model: Model, batch: Batch, steerer: Steerer | None) -> int:
@@ -264,7 +302,7 @@ def _prefill(model: Model, hf: Any, batch: Batch, steerer: Steerer | None) -> An
             use_cache=True,
             logits_to_keep=1,
         )
-    cache = prefix.past_key_values
+    cache = _cache_of(prefix)
     cache.batch_repeat_interleave(batch.input_ids.shape[0])
     rest = slice(shared, None)
     if steerer:
@@ -278,8 +316,8 @@ def _prefill(model: Model, hf: Any, batch: Batch, steerer: Steerer | None) -> An
         batch.input_ids[:, rest],
         attention_mask=batch.attention_mask,
         position_ids=batch.position_ids[:, rest],
-        past_key_values=cache,
         use_cache=True,
+        **_cache_arg(hf, cache),
         logits_to_keep=1,
     )
 

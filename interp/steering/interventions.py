@@ -11,6 +11,13 @@
 `raw` (as extracted: persona vectors, CAA), `unit` (α × v̂), or `resid_norm` (α × the mean
 residual norm at that layer, from the set's `resid_norm` stat; see `measure_resid_norm`).
 
+Every factory takes (what, where, how much) in that order: `add(directions, layers, coef)`,
+`ablate(directions, layers)`, `set_projection(directions, layers, value)`, `clamp(latent,
+layer, value)`; the rest (`positions`, `scale`, `site`, `label`) is keyword-only. Layers are TL
+block indices: a direction set's are those it covers; `clamp`'s layer may be negative (from the
+end), resolved against the model when the edits are compiled, the same for analysis forwards and
+for generation. Coefficients and values must be finite.
+
 Each row of a batch carries its own list of interventions, so a sweep over coefficients, layers
 and policies is one batched forward. `Steerer` compiles those lists into per-hook batched ops and
 installs them either on the bridge's hook points (analysis forwards) or on the plain HF modules
@@ -20,6 +27,7 @@ inside `Model.unwrapped()` (generation); both apply the same function, which tes
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -93,7 +101,8 @@ class Intervention:
 
     def describe(self) -> dict[str, Any]:
         """JSON-able identity of this intervention (used in result keys and metadata)."""
-        source = self.directions.meta.to_dict() if self.directions is not None else {}
+        # the vector by content (values, stats, site, layers), never by name or creation time
+        vector = self.directions.digest() if self.directions is not None else None
         return {
             "kind": self.kind,
             "layers": list(self.layers),
@@ -101,7 +110,7 @@ class Intervention:
             "coef": self.coef,
             "positions": str(self.positions),
             "scale": self.scale,
-            "vector": {k: source.get(k) for k in ("model", "method", "data_hash", "created")},
+            "vector": vector,
             **({"latent": self.latent.digest()} if self.latent is not None else {}),
             **({"label": self.label} if self.label else {}),
         }
@@ -129,16 +138,34 @@ class Intervention:
 def _layers(directions: DirectionSet, layers: int | Sequence[int] | None) -> tuple[int, ...]:
     if layers is None:
         return directions.layers
-    chosen = (layers,) if isinstance(layers, int) else tuple(sorted(set(layers)))
+    if isinstance(layers, int) and not isinstance(layers, bool):
+        chosen: tuple[int, ...] = (layers,)
+    elif isinstance(layers, Sequence) and all(
+        isinstance(x, int) and not isinstance(x, bool) for x in layers
+    ):
+        chosen = tuple(sorted(set(layers)))
+    else:
+        raise TypeError(
+            f"layers must be an int, a list of ints or None (all the set covers), got {layers!r}; "
+            "the order is (directions, layers, coef/value)"
+        )
     for layer in chosen:
         directions[layer]  # KeyError with the covered layers when missing
     return chosen
+
+
+def _finite(name: str, value: float) -> float:
+    """`value` as a float, refused unless finite (NaN/inf would turn activations into NaN)."""
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}; give a finite value")
+    return float(value)
 
 
 def add(
     directions: DirectionSet,
     layers: int | Sequence[int] | None = None,
     coef: float = 1.0,
+    *,
     positions: Positions = ALL,
     scale: ops.ScaleMode = "raw",
     label: str = "",
@@ -148,7 +175,7 @@ def add(
         "add",
         _layers(directions, layers),
         directions.meta.site,
-        float(coef),
+        _finite("coef", coef),
         positions,
         scale,
         directions,
@@ -159,6 +186,7 @@ def add(
 def ablate(
     directions: DirectionSet,
     layers: int | Sequence[int] | None = None,
+    *,
     positions: Positions = ALL,
     label: str = "",
 ) -> Intervention:
@@ -177,17 +205,18 @@ def ablate(
 
 def set_projection(
     directions: DirectionSet,
+    layers: int | Sequence[int] | None,
     value: float,
-    layers: int | Sequence[int] | None = None,
+    *,
     positions: Positions = ALL,
     label: str = "",
 ) -> Intervention:
-    """Set the scalar projection onto the unit direction to `value` (trait induction)."""
+    """Set the scalar projection onto the unit direction to `value` at `layers` (None: all)."""
     return Intervention(
         "set",
         _layers(directions, layers),
         directions.meta.site,
-        float(value),
+        _finite("value", value),
         positions,
         "unit",
         directions,
@@ -199,13 +228,24 @@ def clamp(
     latent: Latent,
     layer: int,
     value: float,
+    *,
     site: Site = "resid_post",
     positions: Positions = ALL,
     label: str = "",
 ) -> Intervention:
     """Clamp a dictionary latent's activation to `value` at `layer` (the SAE hook)."""
+    if isinstance(layer, bool) or not isinstance(layer, int):
+        raise TypeError(f"layer must be an int (negative counts from the end), got {layer!r}")
     return Intervention(
-        "clamp", (layer,), check_site(site), float(value), positions, "raw", None, latent, label
+        "clamp",
+        (layer,),
+        check_site(site),
+        _finite("value", value),
+        positions,
+        "raw",
+        None,
+        latent,
+        label,
     )
 
 

@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
@@ -74,16 +76,18 @@ def test_batching_does_not_change_outputs(tiny):
 def test_coefficient_zero_is_token_identical(tiny, positions, site):
     plain = generate(tiny, PROMPTS, max_new_tokens=12)
     ds = vectors(tiny, site=site)
-    zero = generate(tiny, PROMPTS, iv.add(ds, [1, 2], 0.0, positions), max_new_tokens=12)
+    zero = generate(tiny, PROMPTS, iv.add(ds, [1, 2], 0.0, positions=positions), max_new_tokens=12)
     assert [g.tokens for g in zero] == [g.tokens for g in plain]
-    steered = generate(tiny, PROMPTS, iv.add(ds, [1, 2], 4.0, positions), max_new_tokens=12)
+    steered = generate(
+        tiny, PROMPTS, iv.add(ds, [1, 2], 4.0, positions=positions), max_new_tokens=12
+    )
     assert [g.tokens for g in steered] != [g.tokens for g in plain]
 
 
 def test_sweep_rows_equal_running_each_configuration_alone(tiny):
     ds = vectors(tiny)
     configs = [
-        [iv.add(ds, layer, coef, pos)]
+        [iv.add(ds, layer, coef, positions=pos)]
         for layer in (1, 2)
         for coef in (-4.0, 0.0, 4.0)
         for pos in (RESPONSE | LAST_PROMPT, LAST)
@@ -113,7 +117,7 @@ def test_sweep_rows_equal_running_each_configuration_alone(tiny):
 def test_prefill_and_decoding_apply_the_same_positions(tiny, positions, site):
     """Greedy tokens under a policy are re-predicted by one teacher-forced forward under it."""
     prompts = [PROMPTS[3], Example("Trial 1: tell me about the ocean")]
-    plan = [iv.add(vectors(tiny, site=site), [1, 2], 6.0, positions)]
+    plan = [iv.add(vectors(tiny, site=site), [1, 2], 6.0, positions=positions)]
     outs = generate(tiny, prompts, plan, max_new_tokens=10, stop_at_eos=False)
     rows = encode_all(tiny, prompts)
     full = [
@@ -134,20 +138,25 @@ def test_prefill_and_decoding_apply_the_same_positions(tiny, positions, site):
 
 
 def test_finished_rows_leave_the_batch_without_changing_the_rest(tiny, monkeypatch):
+    """Rows 0 and 2 stop early; every row keeps its own (distinct, non-zero) intervention."""
     ds = vectors(tiny)
-    free = generate(tiny, PROMPTS[:3], max_new_tokens=8, stop_at_eos=False)
-    stop = {free[0].tokens[2], free[2].tokens[4]}  # rows 0 and 2 hit a "stop" token early
+    plans = [[iv.add(ds, 1, c, positions=RESPONSE | LAST_PROMPT)] for c in (2.0, -1.5, 3.0)]
+    free = generate(tiny, PROMPTS[:3], plans, max_new_tokens=8, stop_at_eos=False)
+    plain = generate(tiny, PROMPTS[:3], max_new_tokens=8, stop_at_eos=False)
+    assert all(f.tokens != p.tokens for f, p in zip(free, plain, strict=True))  # edits matter
+    # "stop" tokens: rows 0 and 2 reach one early, row 1 never does
+    stop = {free[0].tokens[2], free[2].tokens[4]}
+    assert not stop & set(free[1].tokens) and stop.isdisjoint(free[2].tokens[:4])
     monkeypatch.setattr(gen_module, "_eos_ids", lambda model: stop)
-    plans = [
-        [iv.add(ds, 1, 0.0, RESPONSE)],
-        [iv.add(ds, 1, 0.0, RESPONSE)],
-        [iv.add(ds, 1, 0.0, RESPONSE)],
-    ]
     batched = generate(tiny, PROMPTS[:3], plans, max_new_tokens=8, batch_size=3)
-    alone = [generate(tiny, [p], max_new_tokens=8)[0] for p in PROMPTS[:3]]
+    alone = [
+        generate(tiny, [p], plan, max_new_tokens=8)[0]
+        for p, plan in zip(PROMPTS[:3], plans, strict=True)
+    ]
     assert [g.tokens for g in batched] == [g.tokens for g in alone]
     assert batched[0].finish == "eos" and len(batched[0].tokens) <= 2
-    assert batched[1].tokens == free[1].tokens[: len(batched[1].tokens)]
+    assert batched[2].finish == "eos" and len(batched[2].tokens) <= 4
+    assert batched[1].finish == "length" and batched[1].tokens == free[1].tokens
 
 
 def hook_sets(model):
@@ -165,7 +174,7 @@ def test_hooks_are_removed_when_steering_fails(tiny):
     clean = generate(tiny, PROMPTS[:2], max_new_tokens=6)
     wrapped_layer = tiny.hf.model.layers[1]
     before = hook_sets(tiny)
-    bad = iv.add(vectors(tiny), 1, 5.0, FromMarker("never appears"))
+    bad = iv.add(vectors(tiny), 1, 5.0, positions=FromMarker("never appears"))
     with pytest.raises(ValueError, match="marker 'never appears' not found"):
         generate(tiny, PROMPTS[:2], bad, max_new_tokens=6)
     with pytest.raises(ValueError, match="marker 'never appears' not found"):
@@ -191,7 +200,7 @@ def test_argument_errors(tiny):
 
 
 def test_next_token_logprobs_match_the_generation_path(tiny):
-    plan = iv.add(vectors(tiny), [1, 2], 3.0, ALL)
+    plan = iv.add(vectors(tiny), [1, 2], 3.0, positions=ALL)
     lp = next_token_logprobs(tiny, PROMPTS, plan)
     first = generate(tiny, PROMPTS, plan, max_new_tokens=1, stop_at_eos=False)
     assert lp.argmax(-1).tolist() == [g.tokens[0] for g in first]
@@ -202,7 +211,7 @@ def test_a_shared_prompt_prefix_runs_once_and_changes_nothing(tiny, monkeypatch)
     ds = vectors(tiny)
     prompt = PROMPTS[3]
     plans = [
-        [iv.add(ds, layer, coef, pos)]
+        [iv.add(ds, layer, coef, positions=pos)]
         for layer in (1, 2)
         for coef in (-4.0, 4.0)
         for pos in (LAST, RESPONSE, FromMarker("Trial 1"))
@@ -227,7 +236,13 @@ def test_a_shared_prompt_prefix_runs_once_and_changes_nothing(tiny, monkeypatch)
     )
     assert [g.tokens for g in samples] == [g.tokens for g in one_by_one]
     # an intervention on every token leaves nothing to share
-    generate(tiny, [prompt] * 2, [[iv.add(ds, 1, 1.0, ALL)]] * 2, max_new_tokens=2, batch_size=2)
+    generate(
+        tiny,
+        [prompt] * 2,
+        [[iv.add(ds, 1, 1.0, positions=ALL)]] * 2,
+        max_new_tokens=2,
+        batch_size=2,
+    )
     assert shared[-1] == 0
 
 
@@ -243,3 +258,84 @@ def test_min_new_tokens_keeps_eos_away(tiny, monkeypatch):
     assert stop not in held[0].tokens
     with pytest.raises(ValueError, match="min_new_tokens"):
         generate(tiny, PROMPTS[:1], max_new_tokens=4, min_new_tokens=5)
+
+
+def test_generation_passes_the_cache_under_its_current_name(tiny):
+    """No `past_key_values` deprecation warning (warnings or transformers' logger), with and
+    without a shared prefix, while decoding and when finished rows leave the batch."""
+    import logging
+
+    import transformers.utils.logging as hf_logging
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    hf_logger = logging.getLogger("transformers")
+    hf_logger.addHandler(handler)
+    hf_logging.warning_once.cache_clear()  # it would stay silent if it fired earlier
+    ds = vectors(tiny)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            generate(tiny, PROMPTS, iv.add(ds, 1, 2.0, positions=LAST), max_new_tokens=4)
+            shared = [[iv.add(ds, 1, c, positions=LAST)] for c in (1.0, -1.0)]
+            generate(tiny, [PROMPTS[3]] * 2, shared, max_new_tokens=4)
+    finally:
+        hf_logger.removeHandler(handler)
+    said = [str(w.message) for w in caught] + [r.getMessage() for r in records]
+    assert not [m for m in said if "deprecated" in m or "past_key_values" in m], said
+
+
+def test_non_finite_sampling_settings_are_refused(tiny):
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=f"temperature must be a finite number.*got {bad}"):
+            generate(tiny, ["Hi"], temperature=bad)
+        with pytest.raises(ValueError, match=f"top_p must be a number in \\(0, 1\\].*got {bad}"):
+            generate(tiny, ["Hi"], temperature=1.0, top_p=bad)
+
+
+def test_negative_layers_resolve_the_same_in_generation_and_readouts(tiny):
+    """clamp(latent, -1, …) is the last block everywhere (it crashed in generate)."""
+    g = torch.Generator().manual_seed(5)
+    latent = iv.Latent(torch.randn(64, generator=g), torch.randn(64, generator=g) * 3, 0.5)
+    last = tiny.n_layers - 1
+    neg, pos = iv.clamp(latent, -1, 4.0), iv.clamp(latent, last, 4.0)
+    out_neg = generate(tiny, PROMPTS[:2], neg, max_new_tokens=6)
+    out_pos = generate(tiny, PROMPTS[:2], pos, max_new_tokens=6)
+    assert [g.tokens for g in out_neg] == [g.tokens for g in out_pos]
+    assert [g.tokens for g in out_pos] != [
+        g.tokens for g in generate(tiny, PROMPTS[:2], max_new_tokens=6)
+    ]
+    assert torch.equal(
+        next_token_logprobs(tiny, PROMPTS[:2], neg), next_token_logprobs(tiny, PROMPTS[:2], pos)
+    )
+    with pytest.raises(ValueError, match="layer -9 is out of range"):
+        generate(tiny, PROMPTS[:1], iv.clamp(latent, -9, 4.0), max_new_tokens=2)
+
+
+def test_one_intervention_per_prompt_in_a_flat_list_is_refused(tiny):
+    """[a, b] for two prompts reads both ways (one each, or both on each): say how to write it."""
+    ds = vectors(tiny)
+    a, b = iv.add(ds, 1, -4.0), iv.add(ds, 1, 4.0)
+    with pytest.raises(ValueError, match=r"ambiguous: write \[\[a\], \[b\], \.\.\.\].*\* 2"):
+        generate(tiny, PROMPTS[:2], [a, b], max_new_tokens=2)
+    with pytest.raises(ValueError, match="ambiguous"):
+        next_token_logprobs(tiny, PROMPTS[:2], [a, b])
+    assert engine.per_row([a, b], 3) == [[a, b]] * 3  # any other length: shared by all rows
+    assert engine.per_row([a], 2) == [[a], [a]]
+    assert engine.per_row([a], 1) == [[a]]
+    assert engine.per_row(a, 2) == [[a], [a]]
+
+
+def test_an_overflowing_edit_names_the_intervention(tiny):
+    """coef 1e38 turns the residual into inf: refuse, naming kind, label, site, layer, coef."""
+    huge = iv.add(vectors(tiny), 2, 1e38, positions=LAST, label="huge")
+    message = r"add intervention 'huge' at resid_post layer 2 with coefficient 1e\+38"
+    with pytest.raises(FloatingPointError, match=message):
+        generate(tiny, PROMPTS[:2], huge, max_new_tokens=4)
+    with pytest.raises(FloatingPointError, match=message):
+        next_token_logprobs(tiny, PROMPTS[:2], [[], [huge]])

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from interp.batching import Example, encode_all, make_batch
 from interp.positions import ALL, LAST, PROMPT, RESPONSE
@@ -19,29 +20,63 @@ def vectors(model, site="resid_post", seed=0, scale=2.0):
     )
 
 
+def make_op(kind, coef, vec, enc=None, bias=None, threshold=None):
+    """An engine op of one kind for every row, built by hand (no Steerer)."""
+    n = len(coef)
+    reads = torch.full((n,), kind != "add")
+    return engine._Op(
+        site="resid_post",
+        layer=0,
+        row=torch.ones(n, dtype=torch.bool),
+        selectors=((ALL, torch.ones(n, dtype=torch.bool)),),
+        reads=reads,
+        gated=torch.full((n,), kind == "clamp"),
+        coef=coef,
+        vec=vec,
+        enc=(enc if kind == "clamp" else vec) if kind != "add" else None,
+        bias=torch.zeros(n) if bias is None else bias,
+        threshold=torch.zeros(n) if threshold is None else threshold,
+        sources=(None,) * n,
+    )
+
+
 def test_op_formulas():
-    x = torch.randn(2, 3, 8)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 8, generator=g)
     where = torch.tensor([[True, False, True], [False, False, True]])
-    v = torch.nn.functional.normalize(torch.randn(2, 8), dim=-1)
+    v = torch.nn.functional.normalize(torch.randn(2, 8, generator=g), dim=-1)
     coef = torch.tensor([2.0, -1.0])
-    row = torch.ones(2, dtype=torch.bool)
-    added = engine.apply_op(engine._Op("add", ALL, row, coef, v), x, where)
-    assert torch.allclose(added[0, 0], x[0, 0] + 2 * v[0]) and torch.equal(added[0, 1], x[0, 1])
-    ablated = engine.apply_op(engine._Op("ablate", ALL, row, coef, v), x, where)
-    assert torch.allclose(ablated[where] @ torch.zeros(8), torch.zeros(3))
-    assert torch.allclose((ablated[0, 2] * v[0]).sum(), torch.tensor(0.0), atol=1e-6)
-    set_ = engine.apply_op(engine._Op("set", ALL, row, coef, v), x, where)
-    assert torch.allclose((set_[1, 2] * v[1]).sum(), torch.tensor(-1.0), atol=1e-5)
-    assert torch.allclose((set_[0, 0] * v[0]).sum(), torch.tensor(2.0), atol=1e-5)
-    enc, bias, thr = torch.randn(2, 8), torch.tensor([0.5, 0.0]), torch.tensor([0.0, 0.1])
+
+    def rows_match(edited, expected):
+        for b, p in where.nonzero().tolist():
+            torch.testing.assert_close(edited[b, p], expected(b, p), rtol=1e-6, atol=1e-6)
+        assert torch.equal(edited[~where], x[~where])  # untouched positions, bit for bit
+
+    added = engine.apply_op(make_op("add", coef, v), x, where)
+    rows_match(added, lambda b, p: x[b, p] + coef[b] * v[b])
+    # ablation: each row's own direction is projected out (x - (x·v̂)v̂), and only that
+    ablated = engine.apply_op(make_op("ablate", torch.zeros(2), v), x, where)
+    rows_match(ablated, lambda b, p: x[b, p] - (x[b, p] @ v[b]) * v[b])
+    for b, p in where.nonzero().tolist():
+        assert abs(float(ablated[b, p] @ v[b])) < 1e-6 < abs(float(x[b, p] @ v[b]))
+    set_ = engine.apply_op(make_op("set", coef, v), x, where)
+    rows_match(set_, lambda b, p: x[b, p] + (coef[b] - x[b, p] @ v[b]) * v[b])
+    assert abs(float(set_[1, 2] @ v[1]) + 1.0) < 1e-5 and abs(float(set_[0, 0] @ v[0]) - 2) < 1e-5
+    enc, bias, thr = (
+        torch.randn(2, 8, generator=g),
+        torch.tensor([0.5, 0.0]),
+        torch.tensor([0.0, 9.0]),
+    )
     clamped = engine.apply_op(
-        engine._Op("clamp", ALL, row, torch.tensor([3.0, 0.0]), v, enc, bias, thr), x, where
+        make_op("clamp", torch.tensor([3.0, 1.0]), v, enc, bias, thr), x, where
     )
-    latent = iv.Latent(enc[0], v[0], 0.5, 0.0)
-    assert torch.allclose(
-        clamped[0, 2], x[0, 2] + (3.0 - latent.activation(x[0, 2])) * v[0], atol=1e-5
-    )
-    assert torch.equal(clamped[0, 1], x[0, 1])
+
+    def latent_rule(b, p):
+        pre = float(x[b, p] @ enc[b]) + float(bias[b])
+        act = pre if pre > float(thr[b]) and pre > 0 else 0.0  # JumpReLU, written out
+        return x[b, p] + ([3.0, 1.0][b] - act) * v[b]
+
+    rows_match(clamped, latent_rule)
 
 
 @pytest.mark.parametrize("model_fixture", ["tiny", "tiny_base"])
@@ -51,9 +86,9 @@ def test_bridge_and_fast_path_apply_the_same_edit(model_fixture, site, request):
     model = request.getfixturevalue(model_fixture)
     ds = vectors(model, site)
     plan = [
-        iv.add(ds, [1, 2], 3.0, PROMPT),
-        iv.ablate(ds, 2, ALL),
-        iv.set_projection(ds, 1.5, 3, LAST),
+        iv.add(ds, [1, 2], 3.0, positions=PROMPT),
+        iv.ablate(ds, 2, positions=ALL),
+        iv.set_projection(ds, 3, 1.5, positions=LAST),
     ]
     rows = encode_all(model, [Example("Tell me about the ocean", " It is deep."), "Hi there"])
     batch = make_batch(rows, model.tokenizer.pad_token_id, "left", example_ids=[0, 1])
@@ -110,14 +145,14 @@ def test_resid_mid_edits_reach_the_residual(model_fixture, request):
             return model.bridge(batch.input_ids)
 
     clean = run([])
-    via_mid = run([iv.add(mid, 2, 2.0, RESPONSE)])
-    via_attn = run([iv.add(attn, 2, 2.0, RESPONSE)])
+    via_mid = run([iv.add(mid, 2, 2.0, positions=RESPONSE)])
+    via_attn = run([iv.add(attn, 2, 2.0, positions=RESPONSE)])
     assert not torch.allclose(clean, via_mid, atol=1e-3)
     torch.testing.assert_close(via_mid, via_attn, rtol=1e-4, atol=1e-4)
     p = rows[0].prompt_len
     torch.testing.assert_close(seen[1][0, p:], seen[0][0, p:] + 2.0 * mid[2], rtol=1e-4, atol=1e-4)
     assert torch.equal(seen[1][0, :p], seen[0][0, :p])
-    run([iv.ablate(mid, 2, RESPONSE)])
+    run([iv.ablate(mid, 2, positions=RESPONSE)])
     u = mid[2] / mid[2].norm()
     assert torch.allclose(seen[-1][0, p:] @ u, torch.zeros(len(rows[0]) - p), atol=1e-3)
 
@@ -202,3 +237,109 @@ def test_latent_from_a_saelens_sae_matches_its_encoder(kind):
         latent = iv.Latent.from_sae(sae, j)
         torch.testing.assert_close(latent.activation(x), reference[:, j], rtol=1e-5, atol=1e-5)
         assert torch.equal(latent.decoder, sae.W_dec[j].detach())
+
+
+class _Made(TorchDispatchMode):
+    """Records the dtype and size of every tensor an operation makes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made: list[tuple[str, torch.dtype, int]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor):
+                self.made.append((str(func), t.dtype, t.numel()))
+        return out
+
+
+@pytest.mark.parametrize("kind", ["add", "ablate", "set", "clamp"])
+def test_edits_stay_in_the_activation_dtype_at_the_selected_positions_only(kind):
+    """bf16 in, bf16 out; unselected positions bit for bit (even inf/NaN there); no full-size
+    float32 copy of the activation; selected positions computed in float32 then rounded."""
+    g = torch.Generator().manual_seed(1)
+    x = (torch.randn(4, 64, 32, generator=g) * 4).to(torch.bfloat16)
+    x[0, 5, 3], x[1, 7, 0], x[2, 9, 1] = float("inf"), float("-inf"), float("nan")
+    where = torch.zeros(4, 64, dtype=torch.bool)
+    where[0, 2], where[1, 63], where[3, 10] = True, True, True
+    v = torch.nn.functional.normalize(torch.randn(4, 32, generator=g), dim=-1)
+    coef, enc = torch.tensor([2.0, -1.0, 0.5, 3.0]), torch.randn(4, 32, generator=g)
+    coef = torch.zeros(4) if kind == "ablate" else coef
+    with _Made() as made:
+        out = engine.apply_op(make_op(kind, coef, v, enc), x, where)
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out[~where].view(torch.int16), x[~where].view(torch.int16))
+    biggest = max(n for _, dtype, n in made.made if dtype == torch.float32)
+    assert biggest < x.numel() // 8, made.made  # float32 work is selected positions only
+    for b, p in where.nonzero().tolist():
+        h = x[b, p].float()
+        if kind == "add":
+            expected = h + coef[b] * v[b]
+        elif kind == "clamp":
+            pre = float(h @ enc[b])
+            expected = h + (float(coef[b]) - max(pre, 0.0)) * v[b]
+        else:
+            target = float(coef[b]) if kind == "set" else 0.0
+            expected = h + (target - float(h @ v[b])) * v[b]
+        if kind == "add":  # the same float32 operations, so the same bits
+            assert torch.equal(out[b, p], expected.to(torch.bfloat16))
+        else:  # the dot product's summation order may differ: one bf16 rounding step
+            torch.testing.assert_close(
+                out[b, p], expected.to(torch.bfloat16), rtol=2**-7, atol=1e-2
+            )
+
+
+def test_op_tensors_and_masks_follow_the_activation_device(tiny):
+    """Compiled ops live on the CPU and are moved, once per device, to the activation's device.
+
+    Only the CPU is here, so the move is checked on the `meta` device; a model split over GPUs
+    (device_map) is not exercised by this suite.
+    """
+    ds = vectors(tiny)
+    steer = engine.Steerer.compile(
+        tiny, [[iv.add(ds, 1, 2.0, positions=LAST)], [iv.ablate(ds, 1, positions=PROMPT)]]
+    )
+    (op,) = steer.ops[("resid_post", 1)]
+    meta = torch.device("meta")
+    moved = op.to(meta)
+    tensors = [moved.row, moved.reads, moved.gated, moved.coef, moved.vec, moved.enc]
+    tensors += [moved.bias, moved.threshold] + [rows for _, rows in moved.selectors]
+    assert all(t is not None and t.device.type == "meta" for t in tensors)
+    assert op.to(meta) is moved and op.to(torch.device("cpu")) is op  # cached per device
+    rows = encode_all(tiny, [Example("Tell me about the ocean", " It is deep."), "Hi"])
+    steer.set_view(make_batch(rows, tiny.tokenizer.pad_token_id, "left").view(tiny))
+    assert steer.view is not None
+    assert steer._where(moved, steer.view).device.type == "meta"
+    assert {device for _, device in steer._masks} == {meta}
+
+
+def test_non_finite_coefficients_are_refused(tiny):
+    ds = vectors(tiny)
+    latent = iv.Latent(torch.ones(64), torch.ones(64), 0.0)
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(ValueError, match=f"coef must be a finite number, got {bad}"):
+            iv.add(ds, 1, bad)
+        with pytest.raises(ValueError, match=f"value must be a finite number, got {bad}"):
+            iv.set_projection(ds, 1, bad)
+        with pytest.raises(ValueError, match=f"value must be a finite number, got {bad}"):
+            iv.clamp(latent, 1, bad)
+
+
+def test_factories_take_what_where_how_much(tiny):
+    """One argument order: (directions or latent, layers, coef or value); the rest by keyword."""
+    ds = vectors(tiny)
+    latent = iv.Latent(torch.ones(64), torch.ones(64), 0.0)
+    for made, kind in (
+        (iv.add(ds, 2, 1.5), "add"),
+        (iv.set_projection(ds, 2, 1.5), "set"),
+        (iv.clamp(latent, 2, 1.5), "clamp"),
+    ):
+        assert (made.kind, made.layers, made.coef) == (kind, (2,), 1.5)
+    assert iv.ablate(ds, 2).layers == (2,)
+    assert iv.set_projection(ds, None, 1.0).layers == ds.layers
+    assert iv.add(ds, [2, 1], 1.0, positions=LAST, label="x").positions == LAST
+    with pytest.raises(TypeError):
+        iv.add(ds, 1, 2.0, LAST)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        iv.set_projection(ds, 1.5, 2)  # type: ignore[arg-type]  # the old (value, layers) order

@@ -109,3 +109,13 @@ def test_parse_errors_name_the_problem():
         parse("(prompt|response")
     with pytest.raises(ValueError, match="unknown from\\(\\) flags"):
         parse('from("x",middle)')
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_last_prompt_selects_nothing_when_the_prompt_is_empty(tiny, side):
+    """An empty prompt has no last prompt token: nothing is selected, never a pad token."""
+    rows = encode_all(tiny, [Example("", " Yes"), Example("Tell me about the ocean.")])
+    assert rows[0].prompt_len == 0 and len(rows[0]) < len(rows[1])  # row 0 is padded
+    v = make_batch(rows, tiny.tokenizer.pad_token_id, side).view(tiny)
+    assert picks(LAST_PROMPT, v) == [[], [rows[1].prompt_len - 1]]
+    assert picks(RESPONSE | LAST_PROMPT, v) == [list(range(len(rows[0]))), [len(rows[1]) - 1]]
