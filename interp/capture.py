@@ -1,9 +1,10 @@
 """Batched capture: run examples through the bridge and keep per-example reductions.
 
 `capture(model, data, reduce=…, layers=…, sites=…)` tokenizes (see `interp.batching`), groups
-examples of similar length into batches, and registers one hook per (site, layer) on the
-bridge's canonical hook points. Each hook reduces the batch's activations on the spot, so
-memory is bounded by the batch and never holds `[batch, pos, d_model]` for more than one layer.
+examples of similar length into batches, and registers one hook per (site, layer) on the hook
+point the site resolves to (the bridge's per-architecture alias, see `interp.sites`). Each hook
+reduces the batch's activations on the spot, so memory is bounded by the batch and never holds
+`[batch, pos, d_model]` for more than one layer.
 The forward pass is cut right after the last hook needed (also skipping the final norm and
 unembedding when the deepest site is the last block).
 
@@ -17,7 +18,8 @@ A reduction is a position selector plus an aggregation:
 With `cache_dir`, results are written as safetensors shards keyed by model fingerprint, layers,
 sites and reductions, one entry per example (by a hash of its tokens). A second analysis of the
 same data reads them instead of running the model, and an interrupted capture resumes: finished
-shards are kept and only the missing examples run.
+shards are kept and only the missing examples run. A damaged shard (e.g. cut short) is removed
+with a warning that names it, and its examples run again.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import datetime
 import hashlib
 import json
 import uuid
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +36,7 @@ from typing import Any, Literal, cast, get_args
 
 import einops
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError
 from torch import Tensor
 
 from interp.batching import Encoded, PaddingSide, encode_all, length_sorted_batches, make_batch
@@ -210,6 +213,8 @@ class _Plan:
             "model": self.model.fingerprint(),
             "layers": self.layers,
             "sites": self.sites,
+            # the hook points the sites resolve to: a cache never outlives a change of meaning
+            "hooks": [name for _, _, name in self.hooks()],
             "reductions": {k: str(v) for k, v in self.reductions.items()},
             "dtype": str(out_dtype),
         }
@@ -406,18 +411,27 @@ class _ShardStore:
             wanted.setdefault(row.digest(), []).append(i)
         done: set[int] = set()
         for shard in sorted(self.dir.glob("shard-*.safetensors")):
-            digests = read_meta(shard)["digests"]
-            hits = [
-                (i, r)
-                for r, d in enumerate(digests)
-                if d in wanted
-                for i in wanted[d]
-                if i not in done
-            ]
-            if not hits:
+            try:
+                digests = read_meta(shard)["digests"]
+                hits = [
+                    (i, r)
+                    for r, d in enumerate(digests)
+                    if d in wanted
+                    for i in wanted[d]
+                    if i not in done
+                ]
+                if not hits:
+                    continue
+                tensors, _ = load_tensors(shard)
+            except (ValueError, KeyError, SafetensorError) as err:
+                # a damaged shard (cut short, overwritten) only costs recomputing its examples
+                warnings.warn(
+                    f"capture cache shard {shard} is unreadable ({err}); removed it, and its "
+                    "examples are computed again",
+                    stacklevel=3,
+                )
+                shard.unlink(missing_ok=True)
                 continue
-            with safe_open(str(shard), framework="pt") as handle:
-                tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
             outputs.fill([i for i, _ in hits], [r for _, r in hits], tensors)
             done.update(i for i, _ in hits)
         return done
@@ -452,6 +466,9 @@ def capture(
         cache_dir: if set, results are cached there and an interrupted run resumes.
         progress: show a progress bar (default: when writing to a terminal).
     """
+    for name, value in (("batch_size", batch_size), ("shard_size", shard_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive whole number, got {value!r}; e.g. 16")
     plan = _Plan(model, model.layers(layers), _sites(sites), _reductions(reduce))
     plan.hooks()  # validates every hook name before any work
     rows = encode_all(model, data)

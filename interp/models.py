@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import operator
 import os
 import re
 import socket
@@ -28,7 +29,7 @@ import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from interp.embedded import DEFAULT_MODEL, EMBEDDED, materialize
-from interp.sites import SITES, Site, check_site, hook_name, parse_layer_ranges
+from interp.sites import SITES, Site, check_site, hook_alias, parse_layer_ranges
 
 Message = dict[str, str]
 ROLE_NAMES = {"user": "User", "assistant": "Assistant"}
@@ -80,8 +81,11 @@ class Model:
 
     @property
     def post_norms(self) -> bool:
-        """Whether blocks norm their sublayer outputs before the residual add (Gemma 2/3)."""
-        return "blocks.0.ln1_post.hook_out" in self.hook_points()
+        """Whether attention's write into the residual is a norm's output (Gemma 2/3, OLMo-2)."""
+        from transformer_lens.model_bridge.generalized_components import NormalizationBridge
+
+        path = self.hook_name("attn_out", 0).rpartition(".")[0]
+        return isinstance(self.bridge.get_submodule(path), NormalizationBridge)
 
     def hook_points(self) -> dict[str, Any]:
         """Hook name -> HookPoint, read once (the bridge rebuilds `hook_dict` on every access)."""
@@ -93,8 +97,12 @@ class Model:
     def layer(self, layer: int) -> int:
         """Validate a block index (negative counts from the end) and return it as 0-based."""
         n = self.n_layers
-        if isinstance(layer, bool) or not isinstance(layer, int):
-            raise TypeError(f"layer must be an int, got {layer!r}")
+        if isinstance(layer, bool) or not hasattr(type(layer), "__index__"):
+            raise TypeError(
+                f"layer must be a whole block index (int), got {layer!r} "
+                f"({type(layer).__name__}); pass e.g. 0, 3 or -1 (from the end)"
+            )
+        layer = operator.index(layer)
         if not -n <= layer < n:
             raise ValueError(
                 f"layer {layer} is out of range for {self.name} ({n} layers: 0–{n - 1})"
@@ -110,22 +118,58 @@ class Model:
                 return list(range(self.n_layers))
             out: list[int] = []
             for lo, hi in parse_layer_ranges(spec):
-                out.extend(range(self.layer(lo), self.layer(hi) + 1))
+                first, last = self.layer(lo), self.layer(hi)
+                if first > last:
+                    raise ValueError(
+                        f"layer range '{lo}-{hi}' runs backwards on {self.name} (block {first} to "
+                        f"block {last}); write it low to high: '{last}-{first}'"
+                    )
+                out.extend(range(first, last + 1))
             return sorted(set(out))
-        resolved = sorted({self.layer(int(x)) for x in spec})
+        resolved = sorted({self.layer(x) for x in spec})
         if not resolved:
             raise ValueError("no layers given; pass 'all', a range like '10-20' or a list")
         return resolved
 
     def hook_name(self, site: Site | str, layer: int) -> str:
-        """Canonical bridge hook name for `site` at block `layer` (checked to exist)."""
-        name = hook_name(check_site(site), self.layer(layer), post_norms=self.post_norms)
-        # The bridge silently ignores hooks on names it does not have; we refuse instead.
-        if name not in self.hook_points():
-            raise ValueError(
-                f"site {site!r} (hook {name!r}) is not available for {self.name}'s architecture"
-            )
+        """Name of the hook point that holds `site` at block `layer` on this architecture.
+
+        Resolved through the bridge's own alias `blocks.{l}.hook_{site}` (see `interp.sites`),
+        so the site means the same tensor on every architecture; the name returned is the hook
+        point's canonical one (e.g. `blocks.3.ln1_post.hook_out` for Gemma's attn_out). A site
+        the architecture does not have is refused with the reason and the sites it has.
+        """
+        block = self.layer(layer)
+        point = self.hook_points().get(hook_alias(check_site(site), block))
+        if point is None:
+            raise ValueError(self._missing_site(site, block))
+        name = str(point.name)
+        if self.hook_points().get(name) is not point:  # an alias with no canonical entry
+            name = hook_alias(site, block)
         return name
+
+    def available_sites(self, layer: int) -> list[Site]:
+        """The sites block `layer` has (all five, except resid_mid on parallel-residual blocks)."""
+        block = self.layer(layer)
+        return [s for s in SITES if hook_alias(s, block) in self.hook_points()]
+
+    def _missing_site(self, site: str, block: int) -> str:
+        from transformer_lens.model_bridge.generalized_components import ParallelBlockBridge
+
+        component = self.bridge.get_submodule(f"blocks.{block}")
+        if site == "resid_mid" and isinstance(component, ParallelBlockBridge):
+            why = (
+                f"block {block} of {self.name} is a parallel-residual block "
+                f"({type(component).__name__}): attention and the MLP both read resid_pre and "
+                "add into resid_post together, so no residual exists between them"
+            )
+        else:
+            why = (
+                f"the bridge's adapter for {self.name} ({type(self.bridge.adapter).__name__}) "
+                f"has no hook {hook_alias(site, block)!r}"
+            )
+        available = ", ".join(self.available_sites(block)) or "none"
+        return f"site {site!r} does not exist here: {why}. Use one of: {available}"
 
     # -- text -----------------------------------------------------------------------------
     @property
@@ -174,7 +218,9 @@ class Model:
         """A short hash of config and weights: cache keys change when the model does."""
         if self._fingerprint is None:
             digest = hashlib.sha256()
-            digest.update(self.hf.config.to_json_string(use_diff=False).encode())
+            config = self.hf.config.to_dict()
+            config.pop("_name_or_path", None)  # where it was loaded from is not what it is
+            digest.update(json.dumps(config, sort_keys=True, default=str).encode())
             digest.update(str(self.dtype).encode())
             with torch.no_grad():
                 for name, param in self.hf.named_parameters():
@@ -294,10 +340,59 @@ def _resolve(spec: str) -> tuple[str, dict[str, str]]:
                 f"Pass a directory written by save_pretrained, a Hub id, or one of the "
                 f"{_aliases_hint()}"
             )
+        _check_weights(spec, path)
         return str(path), {}
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise ModelNotFound(f"no model directory at {spec!r}. {_aliases_hint()}")
     return spec, {}
+
+
+def _check_weights(spec: str, path: Path) -> None:
+    """Refuse a local directory without safetensors weights (pickled ones are never loaded)."""
+    if any(path.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+    if pickled:
+        raise ModelNotFound(
+            f"{spec!r} holds only pickled weights ({', '.join(pickled)}); interp loads only "
+            f"safetensors weights and never unpickles. In an environment you trust, convert them "
+            f"with AutoModelForCausalLM.from_pretrained(dir).save_pretrained(dir), which writes "
+            f"model.safetensors"
+        )
+    raise ModelNotFound(
+        f"{spec!r} has a config.json but no *.safetensors weights; pass a directory written by "
+        f"save_pretrained, a Hub id, or one of the {_aliases_hint()}"
+    )
+
+
+def _check_device(device: str) -> str:
+    """Validate `device` before anything is loaded, so a typo or a missing GPU fails at once."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        ) from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            why = (
+                "this torch build has no CUDA"
+                if torch.version.cuda is None
+                else "no GPU is visible"
+            )
+            raise ValueError(
+                f"device {device!r} needs CUDA, but {why} (torch {torch.__version__}); "
+                f"use device 'cpu', or leave it unset to use CUDA only when present"
+            )
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(
+                f"device {device!r} does not exist: {count} CUDA device(s), 'cuda:0' to "
+                f"'cuda:{count - 1}'"
+            )
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} (Apple MPS) is not available here; use 'cpu'")
+    return device
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -354,7 +449,7 @@ def load_model(
     """
     from transformer_lens.model_bridge import TransformerBridge
 
-    device = device or default_device()
+    device = default_device() if device is None else _check_device(device)
     torch_dtype = _dtype(dtype, device)
     location, provenance = _resolve(spec)
     tokenizer = _load_tokenizer(spec, location)

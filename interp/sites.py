@@ -1,18 +1,26 @@
 """Layer and site naming: one convention for the whole toolkit.
 
 `layer = l` is TransformerLens block `l` (0-based). A *site* names where in that block an
-activation lives. Sites map to the bridge's canonical hook names (never legacy cache keys):
+activation lives, and means the same tensor on every architecture:
 
-| site        | bridge hook                       | what it is                              |
-|-------------|-----------------------------------|-----------------------------------------|
-| resid_pre   | blocks.{l}.hook_in                | residual stream entering block l        |
-| resid_mid   | blocks.{l}.ln2.hook_in            | residual after attention, before MLP    |
-| resid_post  | blocks.{l}.hook_out               | residual stream leaving block l         |
-| attn_out    | blocks.{l}.attn.hook_out          | attention's write into the residual     |
-| mlp_out     | blocks.{l}.mlp.hook_out           | the MLP's write into the residual       |
+| site       | what it is                                                               |
+|------------|--------------------------------------------------------------------------|
+| resid_pre  | residual stream entering block l                                         |
+| attn_out   | what attention adds into the residual (after a post-norm, after a scale) |
+| resid_mid  | residual after the attention add, before the MLP (none on parallel       |
+|            | blocks)                                                                  |
+| mlp_out    | what the MLP adds into the residual (after a post-norm, after a scale)   |
+| resid_post | residual stream leaving block l                                          |
 
-Models with post-sublayer norms (Gemma 2/3) add `ln1_post` / `ln2_post` after attention and MLP;
-for them attn_out / mlp_out are the outputs of those norms, since that is what enters the residual.
+So `resid_mid = resid_pre + attn_out` and `resid_post = resid_mid + mlp_out` (on a parallel
+block, `resid_post = resid_pre + attn_out + mlp_out`).
+
+A site is never mapped by a hand-written table: `hook_alias(site, l)` is the bridge's own
+per-architecture alias `blocks.{l}.hook_{site}`, and `Model.hook_name` resolves it to the hook
+point the architecture adapter points it at. That is how post-norm blocks (Gemma 2/3: `ln1_post`;
+OLMo-2: `ln1`, with resid_mid at `mlp.hook_in`) report the *normed* output, scaled blocks
+(Granite) report `output × residual_multiplier`, and parallel-residual blocks (GPT-NeoX/Pythia,
+GPT-J, Phi) have no resid_mid at all, which `Model.hook_name` refuses.
 
 Papers often say "layer i" for Hugging Face `hidden_states[i]`. `hidden_states[0]` is the
 embedding output (= resid_pre of block 0) and `hidden_states[i]` for i >= 1 is resid_post of
@@ -46,19 +54,13 @@ def check_site(site: str) -> Site:
     return cast(Site, site)
 
 
-def hook_name(site: str, layer: int, *, post_norms: bool = False) -> str:
-    """Canonical bridge hook name of `site` in block `layer`."""
-    check_site(site)
-    prefix = f"blocks.{layer}"
-    if site == "resid_pre":
-        return f"{prefix}.hook_in"
-    if site == "resid_post":
-        return f"{prefix}.hook_out"
-    if site == "resid_mid":
-        return f"{prefix}.ln2.hook_in"
-    if site == "attn_out":
-        return f"{prefix}.ln1_post.hook_out" if post_norms else f"{prefix}.attn.hook_out"
-    return f"{prefix}.ln2_post.hook_out" if post_norms else f"{prefix}.mlp.hook_out"
+def hook_alias(site: str, layer: int) -> str:
+    """The bridge's per-architecture alias for `site` in block `layer`: `blocks.{l}.hook_{site}`.
+
+    Resolve it against a model with `Model.hook_name`; the alias is absent where the
+    architecture has no such tensor (resid_mid on parallel-residual blocks).
+    """
+    return f"blocks.{layer}.hook_{check_site(site)}"
 
 
 def from_hidden_states(index: int, n_layers: int) -> tuple[int, Site]:
@@ -86,12 +88,22 @@ _LAYER_PART = re.compile(r"(?P<lo>-?\d+)(?:-(?P<hi>-?\d+))?")
 
 
 def parse_layer_ranges(spec: str) -> list[tuple[int, int]]:
-    """Split "10-20,3" into inclusive (lo, hi) pairs; bounds may be negative (from the end)."""
+    """Split "10-20,3" into inclusive (lo, hi) pairs; bounds may be negative (from the end).
+
+    A range whose bounds have the same sign must go upwards ("5-2" is refused); a range that
+    mixes signs ("3--1") is checked once the model's depth is known (`Model.layers`).
+    """
     ranges = []
     for part in spec.split(","):
         match = _LAYER_PART.fullmatch(part.strip())
         if match is None:
             raise ValueError(f"cannot parse layers {spec!r}: use 'all', '10-20', '3,7,9' or ints")
         lo = int(match["lo"])
-        ranges.append((lo, int(match["hi"]) if match["hi"] else lo))
+        hi = int(match["hi"]) if match["hi"] else lo
+        if (lo < 0) == (hi < 0) and lo > hi:
+            raise ValueError(
+                f"layer range {part.strip()!r} in {spec!r} runs backwards; write it low to high: "
+                f"'{hi}-{lo}'"
+            )
+        ranges.append((lo, hi))
     return ranges

@@ -55,34 +55,36 @@ def tiny_tokenizer(chat: bool) -> PreTrainedTokenizerFast:
     return tok
 
 
-def write_tiny_model(
-    directory: Path, arch: str = "llama", chat: bool = True, seed: int = 0
-) -> Path:
-    """Write a random 4-layer model of `arch` ("llama" or "gemma3") with its tokenizer."""
-    tok = tiny_tokenizer(chat)
-    common = dict(
+ARCHITECTURES = ("llama", "gemma3", "qwen2", "gpt_neox", "olmo2", "granite")
+
+
+def tiny_config(arch: str, tok: PreTrainedTokenizerFast) -> PretrainedConfig:
+    """A 4-layer, d_model 64 config of `arch`; see `ARCHITECTURES`."""
+    ids = dict(
         vocab_size=len(tok),
+        max_position_embeddings=256,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    common = dict(
+        **ids,
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=4,
         num_attention_heads=4,
         num_key_value_heads=2,
         head_dim=16,
-        max_position_embeddings=256,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
         tie_word_embeddings=True,
     )
-    config: PretrainedConfig
     if arch == "llama":
         from transformers import LlamaConfig
 
-        config = LlamaConfig(**common, architectures=["LlamaForCausalLM"])
-    elif arch == "gemma3":
+        return LlamaConfig(**common, architectures=["LlamaForCausalLM"])
+    if arch == "gemma3":
         from transformers import Gemma3TextConfig
 
-        config = Gemma3TextConfig(
+        return Gemma3TextConfig(
             **common,
             sliding_window=8,
             architectures=["Gemma3ForCausalLM"],
@@ -93,8 +95,48 @@ def write_tiny_model(
                 "full_attention",
             ],
         )
-    else:
-        raise ValueError(arch)
+    if arch == "qwen2":
+        from transformers import Qwen2Config
+
+        return Qwen2Config(**common, architectures=["Qwen2ForCausalLM"])
+    if arch == "olmo2":
+        from transformers import Olmo2Config
+
+        return Olmo2Config(**common, architectures=["Olmo2ForCausalLM"])
+    if arch == "granite":
+        from transformers import GraniteConfig
+
+        # multipliers away from 1, so a site that forgets one is visibly wrong
+        return GraniteConfig(
+            **common,
+            residual_multiplier=0.25,
+            embedding_multiplier=3.0,
+            attention_multiplier=0.125,
+            logits_scaling=2.0,
+            architectures=["GraniteForCausalLM"],
+        )
+    if arch == "gpt_neox":  # Pythia layout: parallel attention and MLP
+        from transformers import GPTNeoXConfig
+
+        return GPTNeoXConfig(
+            **ids,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            use_parallel_residual=True,
+            tie_word_embeddings=False,
+            architectures=["GPTNeoXForCausalLM"],
+        )
+    raise ValueError(f"unknown tiny architecture {arch!r}; use one of {', '.join(ARCHITECTURES)}")
+
+
+def write_tiny_model(
+    directory: Path, arch: str = "llama", chat: bool = True, seed: int = 0
+) -> Path:
+    """Write a random 4-layer model of `arch` (one of `ARCHITECTURES`) with its tokenizer."""
+    tok = tiny_tokenizer(chat)
+    config = tiny_config(arch, tok)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     with torch.no_grad():  # larger weights than the default init, so features differ by input

@@ -12,10 +12,17 @@ from interp.embedded import DEFAULT_MODEL
 
 
 def _reductions(specs: list[str]) -> dict[str, str]:
-    out = {}
+    """`--reduce` values ("[name=]positions:how") by name; a name given twice is refused."""
+    out: dict[str, str] = {}
     for spec in specs:
         name, sep, body = spec.partition("=")
-        out[name if sep else spec] = body if sep else spec
+        name, body = (name, body) if sep else (spec, spec)
+        if name in out:
+            raise ValueError(
+                f"--reduce name {name!r} is given twice ({out[name]!r} and {body!r}); "
+                f"give each its own name, e.g. --reduce {name}2={body}"
+            )
+        out[name] = body
     return out
 
 
@@ -45,16 +52,18 @@ def capture(
 ) -> None:
     """Capture per-layer reductions of the texts or chats in DATA and save them as safetensors."""
     from interp.capture import capture as run_capture
-    from interp.io import read_jsonl
+    from interp.io import output_file, read_jsonl
     from interp.models import load_model
 
     with user_errors():
+        output_file(out, "--out")  # before any work: not a directory, no file in the way
+        reductions = _reductions(reduce or ["response:mean"])
         rows = read_jsonl(data)
         lm = load_model(model, device=device, dtype=dtype)
         acts = run_capture(
             lm,
             rows,
-            _reductions(reduce or ["response:mean"]),
+            reductions,
             layers=lm.layers(layers),
             sites=sites or ["resid_post"],
             batch_size=batch_size,

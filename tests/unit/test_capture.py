@@ -201,3 +201,92 @@ def test_padding_side_batch_is_what_the_model_sees(tiny):
         )
         alone = tiny.bridge(torch.tensor([rows[1].ids]))
     torch.testing.assert_close(padded[1, -len(rows[1]) :], alone[0], rtol=1e-4, atol=1e-4)
+
+
+def test_layers_must_be_whole_block_indices(tiny, monkeypatch):
+    # used to pass int(x): layers=[2.9] captured block 2 and [True] block 1, silently
+    with pytest.raises(TypeError, match=r"whole block index \(int\), got True \(bool\)"):
+        capture(tiny, DATA[:2], "last", layers=[True], progress=False)
+    # as users run it (the test suite's run-time type checks would refuse the float first)
+    import jaxtyping
+
+    monkeypatch.setattr(jaxtyping.config, "jaxtyping_disable", True)
+    with pytest.raises(TypeError, match=r"whole block index \(int\), got 2.9 \(float\)"):
+        capture(tiny, DATA[:2], "last", layers=[2.9], progress=False)  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"got 1.0 \(float\)"):
+        tiny.layers([0, 1.0])
+    assert tiny.layers([torch.tensor(3), -1]) == [3]  # integer scalars of any kind are fine
+
+
+def test_a_backwards_layer_range_is_refused(tiny):
+    # "3-1" used to resolve to no layers at all, and the error came later and said less
+    with pytest.raises(ValueError, match=r"'3-1'.*runs backwards.*'1-3'"):
+        tiny.layers("3-1")
+    # mixed signs are checked against the depth: -1 is block 3 of 4
+    with pytest.raises(ValueError, match=r"'-1-2'.*block 3 to block 2.*'2-3'"):
+        tiny.layers("-1-2")
+    assert tiny.layers("1--1") == [1, 2, 3]
+
+
+def test_batch_and_shard_sizes_must_be_positive(tiny, tmp_path):
+    # shard_size=-1 used to skip every batch and return uninitialised memory
+    for bad in (-1, 0):
+        with pytest.raises(
+            ValueError, match=rf"shard_size must be a positive whole number, got {bad}"
+        ):
+            capture(tiny, DATA[:2], "last", shard_size=bad, progress=False)
+    capture(tiny, DATA[:2], "last", cache_dir=tmp_path, progress=False)
+    # with everything cached, batch_size=0 used to be accepted without a word
+    with pytest.raises(ValueError, match="batch_size must be a positive whole number, got 0"):
+        capture(tiny, DATA[:2], "last", batch_size=0, cache_dir=tmp_path, progress=False)
+
+
+def test_a_truncated_cache_shard_is_recomputed_with_a_warning(tiny, tmp_path):
+    data = DATA[:4]
+    fresh = capture(tiny, data, REDUCE, progress=False)
+    capture(tiny, data, REDUCE, shard_size=2, cache_dir=tmp_path, progress=False)
+    shards = sorted(tmp_path.rglob("shard-*.safetensors"))
+    assert len(shards) == 2
+    damaged = shards[0]
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    with pytest.warns(UserWarning, match=rf"{damaged.name}.*unreadable"):
+        again = capture(tiny, data, REDUCE, shard_size=2, cache_dir=tmp_path, progress=False)
+    assert again.meta["from_cache"] == 2  # the intact shard only
+    for key, value in fresh.data.items():
+        torch.testing.assert_close(again.data[key], value, rtol=1e-5, atol=1e-5)
+    assert not damaged.exists() and len(list(tmp_path.rglob("shard-*.safetensors"))) == 2
+    third = capture(tiny, data, REDUCE, shard_size=2, cache_dir=tmp_path, progress=False)
+    assert third.meta["from_cache"] == len(data)  # the recomputed shard was written back
+
+
+def run_cli(tiny_dir, tmp_path, *extra):
+    from typer.testing import CliRunner
+
+    from interp.cli.app import app
+
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"prompt": "Tell me about the ocean", "response": " It is deep."}\n')
+    args = ["capture", str(data), "-m", str(tiny_dir), *extra]
+    return CliRunner().invoke(app, args)
+
+
+def test_cli_capture_refuses_a_reduction_name_given_twice(tiny_dir, tmp_path):
+    # the second --reduce used to replace the first without a word
+    out = tmp_path / "a.safetensors"
+    result = run_cli(
+        tiny_dir, tmp_path, "-o", str(out), "--reduce", "x=last", "--reduce", "x=first"
+    )
+    assert result.exit_code == 2, result.output
+    assert "--reduce name 'x' is given twice ('last' and 'first')" in result.output
+    result = run_cli(tiny_dir, tmp_path, "-o", str(out), "--reduce", "last", "--reduce", "last")
+    assert result.exit_code == 2 and "'last' is given twice" in result.output
+    assert not out.exists()
+
+
+def test_cli_capture_errors_are_one_line(tiny_dir, tmp_path):
+    # an existing directory as --out used to end in an IsADirectoryError traceback
+    result = run_cli(tiny_dir, tmp_path, "-o", str(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert "is an existing directory" in result.output and "Traceback" not in result.output
+    result = run_cli(tiny_dir, tmp_path, "-o", str(tmp_path / "a.safetensors"), "--layers", "3-1")
+    assert result.exit_code == 2 and "'3-1'" in result.output and "'1-3'" in result.output

@@ -1,22 +1,28 @@
 import pytest
 
-from interp.sites import SITES, from_hidden_states, hook_name, to_hidden_states
+from interp.sites import (
+    SITES,
+    from_hidden_states,
+    hook_alias,
+    parse_layer_ranges,
+    to_hidden_states,
+)
 
 
-def test_hook_names_are_canonical_bridge_names():
-    assert hook_name("resid_pre", 3) == "blocks.3.hook_in"
-    assert hook_name("resid_post", 3) == "blocks.3.hook_out"
-    assert hook_name("resid_mid", 3) == "blocks.3.ln2.hook_in"
-    assert hook_name("attn_out", 3) == "blocks.3.attn.hook_out"
-    assert hook_name("mlp_out", 3) == "blocks.3.mlp.hook_out"
-    # post-norm blocks (Gemma 2/3): what enters the residual is the post-norm output
-    assert hook_name("attn_out", 3, post_norms=True) == "blocks.3.ln1_post.hook_out"
-    assert hook_name("mlp_out", 3, post_norms=True) == "blocks.3.ln2_post.hook_out"
+def test_sites_name_the_bridges_per_architecture_aliases():
+    # resolved against a model by Model.hook_name (tests/unit/test_sites_arch.py)
+    assert [hook_alias(s, 3) for s in SITES] == [
+        "blocks.3.hook_resid_pre",
+        "blocks.3.hook_resid_mid",
+        "blocks.3.hook_resid_post",
+        "blocks.3.hook_attn_out",
+        "blocks.3.hook_mlp_out",
+    ]
 
 
 def test_unknown_site_lists_valid_ones():
     with pytest.raises(ValueError, match="resid_pre, resid_mid, resid_post"):
-        hook_name("resid", 0)
+        hook_alias("resid", 0)
 
 
 def test_hidden_states_convention_round_trips():
@@ -31,3 +37,16 @@ def test_hidden_states_convention_round_trips():
     with pytest.raises(ValueError, match="no hidden_states index"):
         to_hidden_states(4, "attn_out")
     assert len(SITES) == 5
+
+
+def test_layer_ranges_parse_and_a_backwards_range_is_refused():
+    assert parse_layer_ranges("10-20,3") == [(10, 20), (3, 3)]
+    assert parse_layer_ranges("-3--1") == [(-3, -1)]
+    assert parse_layer_ranges("2-2") == [(2, 2)]
+    # mixed signs depend on the depth: Model.layers checks them
+    assert parse_layer_ranges("3--1") == [(3, -1)]
+    # "5-2" used to give no layers at all (range(5, 3) is empty), so later errors were vague
+    with pytest.raises(ValueError, match=r"'5-2'.*runs backwards.*'2-5'"):
+        parse_layer_ranges("1,5-2")
+    with pytest.raises(ValueError, match=r"'-1--3'.*'-3--1'"):
+        parse_layer_ranges("-1--3")
