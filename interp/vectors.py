@@ -2,16 +2,23 @@
 
 A `DirectionSet` holds `vectors: [layer, d_model]` for the blocks in `layers`, the site they live
 at, optional per-layer statistics (e.g. the mean residual norm used by norm-relative steering),
-and metadata: model, layer convention, extraction method, a hash of the source data, creation
-time. It saves to safetensors (metadata in the header) and to llama.cpp's control-vector GGUF.
+and metadata: model name and fingerprint, layer convention, extraction method, a hash of the
+source data, creation time. It saves to safetensors (metadata in the header) and to llama.cpp's
+control-vector GGUF (interp's metadata travels along, so an import keeps the source model).
+
+`digest()` is the set's identity in result keys: a hash of its content (values, stats, site,
+layers), never of its name or creation time, so two different vectors never share results and
+the same vector saved twice does.
 
 `check(model)` is called before a set touches a model: a different d_model or layer count is an
-error, a different model is an error unless explicitly allowed, and NaN/inf never passes.
+error; a different model (by weight fingerprint, not by name: two checkpoints loaded from one
+path differ) is an error unless explicitly allowed; NaN/inf never passes.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -24,7 +31,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp import ops
-from interp.io import load_tensors, save_tensors
+from interp.io import existing_file, load_tensors, save_tensors
 from interp.models import Model
 from interp.sites import LAYER_CONVENTION, Site, check_site
 
@@ -61,11 +68,14 @@ class VectorMeta:
         )
     )
     extra: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""  # `Model.fingerprint()` of that model; "" in files from before it
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-able metadata (the safetensors header and the GGUF `interp.meta` field)."""
         return {
             "format": FORMAT,
             "model": self.model,
+            "fingerprint": self.fingerprint,
             "n_layers": self.n_layers,
             "d_model": self.d_model,
             "site": self.site,
@@ -78,21 +88,29 @@ class VectorMeta:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> VectorMeta:
+        """Inverse of `to_dict`; a missing or ill-typed field is a ValueError naming it."""
         missing = {"model", "n_layers", "d_model", "site"} - set(raw)
         if missing:
             raise ValueError(
                 f"direction-set metadata lacks {sorted(missing)}; the file is not a direction set"
             )
+        for name in ("n_layers", "d_model"):
+            value = raw[name]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"metadata field {name!r} is {value!r}, not a positive integer")
+        if not isinstance(raw.get("extra", {}), dict):
+            raise ValueError(f"metadata field 'extra' is {raw['extra']!r}, not an object")
         return cls(
             model=str(raw["model"]),
-            n_layers=int(raw["n_layers"]),
-            d_model=int(raw["d_model"]),
+            n_layers=raw["n_layers"],
+            d_model=raw["d_model"],
             site=check_site(raw["site"]),
             method=str(raw.get("method", "unknown")),
             data_hash=str(raw.get("data_hash", "")),
             layer_convention=str(raw.get("layer_convention", LAYER_CONVENTION)),
             created=str(raw.get("created", "")),
             extra=dict(raw.get("extra", {})),
+            fingerprint=str(raw.get("fingerprint", "")),
         )
 
 
@@ -164,6 +182,7 @@ class DirectionSet:
             method=method,
             data_hash=data_hash(data),
             extra=dict(extra),
+            fingerprint=model.fingerprint(),
         )
 
         def rows_of(t: Tensor) -> Tensor:
@@ -171,6 +190,25 @@ class DirectionSet:
 
         stats = {k: rows_of(v) for k, v in (stats or {}).items()}
         return cls(rows_of(vectors), tuple(chosen), meta, stats)
+
+    # -- identity ---------------------------------------------------------------------------------
+    def digest(self) -> str:
+        """Hash of the content (values, stats, site, layers): this set's identity in result keys."""
+        return self._digest
+
+    @functools.cached_property
+    def _digest(self) -> str:
+        head = {
+            "site": self.meta.site,
+            "layers": list(self.layers),
+            "layer_convention": self.meta.layer_convention,
+            "shape": list(self.vectors.shape),
+            "stats": sorted(self.stats),
+        }
+        digest = hashlib.sha256(json.dumps(head, sort_keys=True).encode())
+        for tensor in (self.vectors, *(self.stats[k] for k in sorted(self.stats))):
+            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return digest.hexdigest()[:20]
 
     # -- access -----------------------------------------------------------------------------------
     def __getitem__(self, layer: int) -> Float[Tensor, " d_model"]:
@@ -273,12 +311,22 @@ class DirectionSet:
                 f"vector was extracted from a {meta.n_layers}-layer model ({meta.model}); "
                 f"{model.name} has {model.n_layers} layers"
             )
-        if meta.model != model.name and not allow_other_model:
-            raise VectorMismatch(
-                f"vector was extracted from {meta.model!r} but is applied to {model.name!r}; "
+        if not allow_other_model:
+            hint = (
                 "if they share a residual basis (e.g. base and chat variants), pass "
                 "allow_other_model=True (CLI: --allow-other-model)"
             )
+            if meta.fingerprint and meta.fingerprint != model.fingerprint():
+                raise VectorMismatch(
+                    f"vector was extracted from {meta.model!r} (weights fingerprint "
+                    f"{meta.fingerprint}) but is applied to {model.name!r} (fingerprint "
+                    f"{model.fingerprint()}): different weights; {hint}"
+                )
+            if not meta.fingerprint and meta.model != model.name:
+                raise VectorMismatch(
+                    f"vector was extracted from {meta.model!r} but is applied to "
+                    f"{model.name!r} (the file records no weights fingerprint); {hint}"
+                )
         if meta.layer_convention != LAYER_CONVENTION:
             raise VectorMismatch(
                 f"vector uses layer convention {meta.layer_convention!r}; convert it to "
@@ -305,20 +353,29 @@ class DirectionSet:
             )
         stats = {k.removeprefix("stats/"): v for k, v in tensors.items() if k.startswith("stats/")}
         try:
+            layers = raw.get("layers")
+            if not isinstance(layers, list) or not all(
+                isinstance(x, int) and not isinstance(x, bool) for x in layers
+            ):
+                raise ValueError(f"metadata field 'layers' is {layers!r}, not a list of blocks")
             return cls(
                 tensors["vectors"].float(),
-                tuple(int(x) for x in raw["layers"]),
+                tuple(layers),
                 VectorMeta.from_dict(raw),
-                stats,
+                {k: v.float() for k, v in stats.items()},
             )
         except ValueError as err:
-            raise ValueError(f"{path}: {err}") from None
+            raise ValueError(
+                f"{path}: malformed direction set: {err}; the file was edited or damaged: "
+                "re-extract or re-save it"
+            ) from None
 
     def to_gguf(self, path: str | Path, model_hint: str = "") -> Path:
         """Export as a llama.cpp control vector (also read by repeng).
 
         llama.cpp adds `direction.{l}` to the output of block `l` (l >= 1), i.e. our resid_post at
-        block l; it has no slot for block 0 and scales the vectors when it loads them.
+        block l; it has no slot for block 0 and scales the vectors when it loads them. interp's
+        metadata (source model, fingerprint) and stats ride along as `interp.*` fields.
         """
         import gguf
 
@@ -337,6 +394,9 @@ class DirectionSet:
         writer.add_string("controlvector.model_hint", model_hint or self.meta.model)
         writer.add_uint32("controlvector.layer_count", len(self.layers))
         writer.add_string("interp.meta", json.dumps(self.meta.to_dict()))
+        if self.stats:
+            stats = {k: v.tolist() for k, v in self.stats.items()}
+            writer.add_string("interp.stats", json.dumps(stats))
         for layer, vector in zip(self.layers, self.vectors, strict=True):
             writer.add_tensor(f"direction.{layer}", vector.numpy().astype("float32"))
         writer.write_header_to_file()
@@ -346,27 +406,93 @@ class DirectionSet:
         return path
 
     @classmethod
-    def from_gguf(cls, path: str | Path, model: Model) -> DirectionSet:
-        """Import a llama.cpp / repeng control vector for `model` (block indices as in the file)."""
+    def from_gguf(
+        cls, path: str | Path, model: Model, allow_other_model: bool = False
+    ) -> DirectionSet:
+        """Import a llama.cpp / repeng control vector for `model` (block indices as in the file).
+
+        A file written by `to_gguf` keeps its recorded source model and fingerprint, and is
+        checked against `model` like any set. A foreign file (repeng, llama.cpp tools) records
+        only a model hint (repeng writes the model type, e.g. "llama"); it must name `model` or
+        its model type, and the set is then recorded as made for `model`.
+        """
         import gguf
 
-        reader = gguf.GGUFReader(str(path))
+        try:
+            reader = gguf.GGUFReader(str(existing_file(path)))
+        except (ValueError, OSError, IndexError, KeyError, TypeError) as err:
+            raise ValueError(
+                f"{path} is not a readable GGUF file ({err}); give a llama.cpp control vector"
+            ) from None
         found: dict[int, Tensor] = {}
+        allowed = (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16)
         for tensor in reader.tensors:
             prefix, _, index = tensor.name.partition(".")
             if prefix != "direction" or not index.isdigit():
                 continue
+            if tensor.tensor_type not in allowed:
+                raise ValueError(
+                    f"{path}: {tensor.name} is stored as {tensor.tensor_type.name}; control "
+                    "vectors must be F32 or F16"
+                )
             found[int(index)] = torch.tensor(tensor.data.copy(), dtype=torch.float32).reshape(-1)
         if not found:
             raise ValueError(f"{path} has no direction.N tensors; it is not a control vector")
         layers = sorted(found)
-        stored = reader.fields.get("interp.meta")
-        extra: dict[str, Any] = {"imported_from": str(path)}
-        method = "gguf_control_vector"
-        if stored is not None:
-            original = json.loads(bytes(stored.parts[stored.data[0]]).decode())
-            extra["original_meta"] = original
-            method = str(original.get("method", method))
-        return cls.from_tensor(
-            torch.stack([found[layer] for layer in layers]), model, layers, method=method, **extra
+        lengths = {f"direction.{layer}": int(found[layer].numel()) for layer in layers}
+        if len(set(lengths.values())) != 1:
+            raise ValueError(
+                f"{path}: direction tensors have different lengths {lengths}; every layer's "
+                "vector must have the model's d_model entries (the file is damaged)"
+            )
+        vectors = torch.stack([found[layer] for layer in layers])
+        try:
+            meta = cls._gguf_meta(reader, path, model, allow_other_model)
+            stored = _gguf_string(reader, "interp.stats")
+            raw_stats = json.loads(stored) if stored else {}
+            stats = {k: torch.tensor(v, dtype=torch.float32) for k, v in raw_stats.items()}
+            return cls(vectors, tuple(layers), meta, stats).check(model, allow_other_model)
+        except VectorMismatch as err:
+            raise VectorMismatch(f"{path}: {err}") from None
+        except (ValueError, TypeError, AttributeError) as err:
+            raise ValueError(
+                f"{path}: malformed control vector: {err}; re-export it from its source"
+            ) from None
+
+    @staticmethod
+    def _gguf_meta(reader: Any, path: str | Path, model: Model, allow_other: bool) -> VectorMeta:
+        """The set's metadata: interp's own when present, else checked against the model hint."""
+        stored = _gguf_string(reader, "interp.meta")
+        if stored:
+            raw = json.loads(stored)
+            if not isinstance(raw, dict):
+                raise ValueError(f"interp.meta is a JSON {type(raw).__name__}, not an object")
+            meta = VectorMeta.from_dict(raw)
+            return replace(meta, extra={**meta.extra, "imported_from": str(path)})
+        hint = _gguf_string(reader, "controlvector.model_hint")
+        model_type = str(getattr(model.hf.config, "model_type", ""))
+        if hint and hint not in (model.name, model_type) and not allow_other:
+            raise VectorMismatch(
+                f"the control vector's model hint is {hint!r} but the model is {model.name!r} "
+                f"(type {model_type!r}); if the vector fits this model, pass "
+                "allow_other_model=True (CLI: --allow-other-model)"
+            )
+        return VectorMeta(
+            model=model.name,
+            n_layers=model.n_layers,
+            d_model=model.d_model,
+            method="gguf_control_vector",
+            extra={"imported_from": str(path), "model_hint": hint},
+            fingerprint=model.fingerprint(),
         )
+
+
+def _gguf_string(reader: Any, name: str) -> str:
+    """A string field of a GGUF file, or "" when absent."""
+    stored = reader.fields.get(name)
+    if stored is None:
+        return ""
+    try:
+        return bytes(stored.parts[stored.data[0]]).decode("utf-8")
+    except (IndexError, UnicodeDecodeError) as err:
+        raise ValueError(f"field {name} is not a UTF-8 string ({err})") from None

@@ -140,17 +140,22 @@ def ab_sweep(
     """p(behaviour-matching letter) for every item × layer × multiplier; resumable.
 
     Each cell is one row of a batched forward (its own intervention); finished cells are
-    appended to `store` a batch at a time.
+    appended to `store` a batch at a time. A cell's key holds the vector's content digest and
+    the model fingerprint, so another vector or model never reuses these results.
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    vectors.check(model)
     store = store if isinstance(store, RunStore) else RunStore(store)
     letter_ids = {
         letter: model.tokenizer(f"({letter}", add_special_tokens=False)["input_ids"][-1]
         for letter in ("A", "B")
     }
     identity = {
-        "model": model.name,
         "fingerprint": model.fingerprint(),
-        "vector": vectors.meta.data_hash,
+        "vector": vectors.digest(),  # the values, not the source data or the creation time
+        "site": vectors.meta.site,
+        "positions": str(RESPONSE),
         "behaviour": behaviour,
         "system": system,
     }
@@ -170,7 +175,9 @@ def ab_sweep(
         chunk = todo[start : start + batch_size]
         prompts = [Example(_chat(cells[i][0], system), "(") for i in chunk]
         plans = [
-            [iv.add(vectors, cells[i][1], cells[i][2], RESPONSE)] if cells[i][2] != 0 else []
+            [iv.add(vectors, cells[i][1], cells[i][2], positions=RESPONSE)]
+            if cells[i][2] != 0
+            else []
             for i in chunk
         ]
         logprobs = next_token_logprobs(model, prompts, plans, batch_size=batch_size)
@@ -180,6 +187,7 @@ def ab_sweep(
             store.append(
                 configs[i],
                 {
+                    "model": model.name,
                     "p_match": 1.0 / (1.0 + math.exp(lp_other - lp_match)),  # over the two letters
                     "ab_mass": math.exp(lp_match) + math.exp(lp_other),
                 },

@@ -28,7 +28,10 @@ def steer(
     positions: Annotated[
         str, typer.Option(help="where to add: e.g. 'response|last_prompt', 'all'")
     ] = ("(response|last_prompt)"),
-    scale: Annotated[str, typer.Option(help="raw | unit | resid_norm")] = "raw",
+    scale: Annotated[
+        str,
+        typer.Option(help="raw | unit | resid_norm (measured on the prompts if the set lacks it)"),
+    ] = "raw",
     metric: Annotated[str, typer.Option(help="projection | length | match:<regex>")] = "projection",
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 48,
     temperature: Annotated[float, typer.Option(min=0.0)] = 0.0,
@@ -39,36 +42,52 @@ def steer(
         bool, typer.Option(help="apply a vector from another model")
     ] = False,
 ) -> None:
-    """Sweep steering over layers × coefficients; write generations (resumable) and a figure."""
+    """Sweep steering over layers × coefficients; write generations (resumable) and a figure.
+
+    Every generation is keyed by everything that produced it (vector content, model weights,
+    positions, scale, decoding settings, scorer), so running again into the same directory with
+    another vector or setting computes the new units and keeps the old ones; the table and the
+    figure show each configuration as its own series.
+    """
+    import math
+
     from interp.eval.metrics import check as check_metric
     from interp.eval.metrics import projection_scorer, summarize
     from interp.figures.plots import steering_curve
     from interp.figures.style import save_figure
-    from interp.io import inside, read_jsonl
+    from interp.io import inside, output_dir, read_jsonl
     from interp.models import load_model
     from interp.ops import ScaleMode
     from interp.positions import parse
     from interp.runs.store import load_frame
     from interp.runs.sweeps import grid, run_sweep
+    from interp.steering.interventions import measure_resid_norm
     from interp.vectors import DirectionSet
 
     with user_errors():
+        coefs = coef or [-4.0, 0.0, 4.0]
+        bad = [c for c in coefs if not math.isfinite(c)]
+        if bad:
+            raise ValueError(f"--coef {bad[0]} is not a finite number; give finite coefficients")
         if scale not in ("raw", "unit", "resid_norm"):
             raise ValueError(f"unknown scale {scale!r}; use raw, unit or resid_norm")
-        rows = read_jsonl(prompts)
+        output_dir(out, "--out")
         check_metric(metric)  # fail before loading anything
+        rows = read_jsonl(prompts)
+        where = parse(positions)
+        ds = DirectionSet.load(vector)
         lm = load_model(model)
-        ds = DirectionSet.load(vector).check(lm, allow_other_model)
+        ds.check(lm, allow_other_model)
         chosen = lm.layers(layers)
-        cells = grid(
-            rows,
-            ds,
-            chosen,
-            coef or [-4.0, 0.0, 4.0],
-            parse(positions),
-            cast(ScaleMode, scale),
-            samples,
-        )
+        if scale == "resid_norm" and "resid_norm" not in ds.stats:
+            ds = measure_resid_norm(lm, rows, ds, batch_size=batch_size)
+            console.print(
+                f"{vector} has no resid_norm stat: measured it on the {len(rows)} prompts "
+                f"(store it with: interp vectors resid-norm {vector} --data TEXTS.jsonl)",
+                soft_wrap=True,
+                highlight=False,
+            )
+        cells = grid(rows, ds, chosen, coefs, where, cast(ScaleMode, scale), samples)
         store_path = inside(out, "generations.jsonl")
         scorer = projection_scorer(lm, ds) if metric == "projection" else None
         run_sweep(
@@ -85,5 +104,18 @@ def steer(
         name = metric.split(":")[0]
         files = save_figure(steering_curve(store_path, metric), out, f"steer_{name}")
         table = summarize(load_frame(store_path), metric)
-    console.print(table.to_string(index=False))
-    console.print(f"generations: {store_path}\nfigure: {', '.join(map(str, files))}")
+    series = list(table.columns[:-5])  # before layer, coef, mean, sem, count
+    if series:
+        fields = ", ".join(c.removeprefix("config.") for c in series)
+        console.print(
+            f"note: {store_path} holds several configurations (differing in {fields}); "
+            "each is its own series in the table and the figure",
+            soft_wrap=True,
+            highlight=False,
+        )
+    console.print(table.to_string(index=False), soft_wrap=True, highlight=False)
+    console.print(
+        f"generations: {store_path}\nfigure: {', '.join(map(str, files))}",
+        soft_wrap=True,
+        highlight=False,
+    )

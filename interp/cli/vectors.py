@@ -1,4 +1,4 @@
-"""`interp vectors info|convert|extract`: direction sets on the command line."""
+"""`interp vectors info|convert|extract|resid-norm`: direction sets on the command line."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ def vectors_info(
     table = Table(title=str(path), show_header=False)
     for key in ("model", "site", "method", "layer_convention", "data_hash", "created"):
         table.add_row(key, str(meta[key]))
+    table.add_row("fingerprint", meta["fingerprint"] or "not recorded (older file)")
+    table.add_row("digest", ds.digest())
     table.add_row(
         "shape",
         f"{len(ds.layers)} layers × d_model {meta['d_model']} (model has {meta['n_layers']})",
@@ -78,12 +80,18 @@ def vectors_convert(
     layers: Annotated[
         str | None, typer.Option(help="export only these blocks, e.g. '1-29'")
     ] = None,
+    allow_other_model: Annotated[
+        bool, typer.Option(help="import a .gguf recorded for another model")
+    ] = False,
 ) -> None:
     """Convert between interp safetensors and llama.cpp control-vector GGUF (used by repeng)."""
+    from interp.io import existing_file, output_file
     from interp.models import load_model
     from interp.vectors import DirectionSet
 
     with user_errors():
+        existing_file(source)
+        output_file(target, "target")
         if source.suffix == ".gguf":
             if target.suffix != ".safetensors":
                 raise ValueError(f"converting a .gguf writes .safetensors, not {target.suffix!r}")
@@ -91,7 +99,8 @@ def vectors_convert(
                 raise ValueError(
                     "importing a GGUF control vector needs --model (for the metadata and checks)"
                 )
-            DirectionSet.from_gguf(source, load_model(model)).save(target)
+            lm = load_model(model)
+            DirectionSet.from_gguf(source, lm, allow_other_model).save(target)
         elif source.suffix == ".safetensors":
             if target.suffix != ".gguf":
                 raise ValueError(f"converting a .safetensors writes .gguf, not {target.suffix!r}")
@@ -120,11 +129,12 @@ def vectors_extract(
     """Difference-of-means direction at every block: mean(positive) − mean(negative)."""
     from interp import ops
     from interp.capture import capture as run_capture
-    from interp.io import read_jsonl
+    from interp.io import output_file, read_jsonl
     from interp.models import load_model
     from interp.vectors import DirectionSet
 
     with user_errors():
+        output_file(out, "--out")
         pos_rows, neg_rows = read_jsonl(positive), read_jsonl(negative)
         lm = load_model(model)
         pos = run_capture(lm, pos_rows, {"r": reduce}, sites=site, batch_size=batch_size)["r"]
@@ -143,4 +153,39 @@ def vectors_extract(
         ds.save(out)
     console.print(
         f"wrote {out}: {len(ds.layers)} layers, norms {ds.norms().min():.3g}–{ds.norms().max():.3g}"
+    )
+
+
+@vectors_app.command("resid-norm")
+def vectors_resid_norm(
+    path: Annotated[Path, typer.Argument(help="a direction set (.safetensors)")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="JSONL of reference texts")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="write here (default: update PATH)")
+    ] = None,
+    model: Annotated[str, typer.Option("--model", "-m")] = DEFAULT_MODEL,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    allow_other_model: Annotated[
+        bool, typer.Option(help="measure on a model the set was not made for")
+    ] = False,
+) -> None:
+    """Store the mean residual norm per layer (first token left out), for --scale resid_norm."""
+    from interp.io import output_file, read_jsonl
+    from interp.models import load_model
+    from interp.steering.interventions import measure_resid_norm
+    from interp.vectors import DirectionSet
+
+    target = out or path
+    with user_errors():
+        output_file(target, "--out")
+        ds = DirectionSet.load(path)
+        rows = read_jsonl(data)
+        lm = load_model(model)
+        ds = measure_resid_norm(lm, rows, ds.check(lm, allow_other_model), batch_size=batch_size)
+        ds.save(target)
+    norms = ds.stats["resid_norm"]
+    console.print(
+        f"wrote {target}: resid_norm over {len(rows)} texts, {norms.min():.3g}–{norms.max():.3g}",
+        soft_wrap=True,
+        highlight=False,
     )

@@ -1,10 +1,20 @@
 """The run store: append-only JSON lines, one per finished unit of work, keyed by its config.
 
 A unit is whatever a long run produces one of (a generation, a scored row, a judge call). Its
-key is a hash of the JSON of its config, so a run started again with the same arguments finds
-what is already done and computes only the rest. Lines are flushed and fsync'ed as they are
-written; a process killed mid-write leaves at most one partial last line, which the next open
-drops (it was never a finished unit). Nothing finished is lost and nothing is written twice.
+key is a hash of the JSON of its config, which holds everything that produced it, so a run
+started again with the same arguments finds what is already done and computes only the rest.
+
+Concurrency (several processes may read and write one store):
+
+- Writers take an exclusive lock on `<store>.lock` (`filelock`, an OS lock the kernel drops
+  when a process dies) around every append. Under the lock a writer cuts a partial last line
+  left by a killed writer, reads the keys others appended since its last look, skips a unit
+  already recorded, then appends the line and fsyncs. So two writers never duplicate a unit,
+  and `kill -9` at any moment loses at most the unit being written.
+- Readers (`records`, `load_frame`) take no lock and never modify the file: a last line without
+  its newline is a unit still being written (or cut short by a kill) and is skipped.
+
+The file stays plain JSONL: one `{"key", "config", ...result}` object per line, greppable.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from filelock import FileLock
 
 
 def unit_key(config: Mapping[str, Any]) -> str:
@@ -25,47 +36,102 @@ def unit_key(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
+def _parse(path: Path, data: bytes, first_line: int) -> tuple[list[dict[str, Any]], int]:
+    """Records of the complete lines in `data`, and how many bytes they span."""
+    end = data.rfind(b"\n") + 1  # a last line without its newline is not finished
+    out = []
+    for number, line in enumerate(data[:end].split(b"\n")[:-1], start=first_line):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ValueError(
+                f"{path}:{number} is not a JSON record; the results file was edited or is not "
+                "an interp run store (move it away or fix that line)"
+            ) from None
+        if not isinstance(record, dict) or "key" not in record:
+            raise ValueError(
+                f"{path}:{number} is not a run-store record (no 'key'); the file is not an "
+                "interp run store"
+            )
+        out.append(record)
+    return out, end
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """All finished records of the store at `path`, without locking or modifying it."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    if not path.is_file():
+        raise ValueError(f"results path {path} is a directory; give the .jsonl file inside it")
+    records, _ = _parse(path, path.read_bytes(), 1)
+    return records
+
+
 class RunStore:
-    """Append-only JSONL file of `{"key", "config", ...result}` records."""
+    """Append-only JSONL file of `{"key", "config", ...result}` records (see module docstring)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._repair()
-        self._done = {record["key"] for record in self.records()}
+        if self.path.exists() and not self.path.is_file():
+            raise ValueError(
+                f"results path {self.path} is a directory; give a file path for the run store"
+            )
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self._done: set[str] = set()
+        self._offset = 0  # bytes of the file already read into `_done`
+        self._lines = 0  # complete lines read so far (for error messages)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Read keys appended since the last look (by this or another process)."""
+        if not self.path.exists():
+            return
+        with self.path.open("rb") as handle:
+            handle.seek(self._offset)
+            data = handle.read()
+        records, used = _parse(self.path, data, self._lines + 1)
+        self._done.update(record["key"] for record in records)
+        self._offset += used
+        self._lines += data[:used].count(b"\n")
 
     def _repair(self) -> None:
-        """Drop a partial last line left by a killed writer."""
-        if not self.path.exists() or self.path.stat().st_size == 0:
+        """Cut a partial last line left by a killed writer (call with the lock held)."""
+        size = self.path.stat().st_size
+        if size == 0:
             return
         with self.path.open("rb+") as handle:
-            data = handle.read()
-            if data.endswith(b"\n"):
+            handle.seek(size - 1)
+            if handle.read(1) == b"\n":
                 return
-            cut = data.rfind(b"\n") + 1  # 0 when the only line is partial
+            # Only the tail can be partial: search back from the end for the last newline.
+            pos, cut = size, 0
+            while pos > 0:
+                step = min(1 << 16, pos)
+                pos -= step
+                handle.seek(pos)
+                found = handle.read(step).rfind(b"\n")
+                if found >= 0:
+                    cut = pos + found + 1
+                    break
             handle.truncate(cut)
+            handle.flush()
+            os.fsync(handle.fileno())
 
     def records(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        out = []
-        with self.path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    try:
-                        out.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        raise ValueError(
-                            f"{self.path}:{number} is not a JSON record; the results file "
-                            "was edited or is not an interp run store"
-                        ) from None
-        return out
+        """All finished records (read-only; see `read_records`)."""
+        return read_records(self.path)
 
     def done(self, key: str) -> bool:
+        """Whether the unit with `key` is recorded (by any process, as of now)."""
+        self._refresh()
         return key in self._done
 
     def todo(self, configs: Sequence[Mapping[str, Any]]) -> list[int]:
         """Indices of the configs not yet finished, in order; a repeated config counts once."""
+        self._refresh()
         seen: set[str] = set()
         out = []
         for i, config in enumerate(configs):
@@ -80,15 +146,30 @@ class RunStore:
         key = unit_key(config)
         if key in self._done:
             return key
+        if "key" in result or "config" in result:
+            raise ValueError(
+                f"result fields {sorted({'key', 'config'} & set(result))} are reserved by the "
+                "run store; rename them"
+            )
         line = json.dumps({"key": key, "config": config, **result}, ensure_ascii=False, default=str)
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        self._done.add(key)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(self.lock_path):
+            if self.path.exists():
+                self._repair()
+                if self.path.stat().st_size < self._offset:  # the file was replaced
+                    self._done, self._offset, self._lines = set(), 0, 0
+                self._refresh()
+            if key in self._done:  # another process recorded it meanwhile
+                return key
+            with self.path.open("ab") as handle:
+                handle.write((line + "\n").encode("utf-8"))
+                handle.flush()
+                os.fsync(handle.fileno())
+            self._refresh()
         return key
 
     def frame(self) -> pd.DataFrame:
+        """The records as a DataFrame (see `load_frame`)."""
         return load_frame(self.path)
 
 
@@ -97,5 +178,4 @@ def load_frame(path: str | Path) -> pd.DataFrame:
     store_path = Path(path)
     if not store_path.exists():
         raise FileNotFoundError(f"no results file at {store_path}")
-    records = RunStore(store_path).records()
-    return pd.json_normalize(records, sep=".")
+    return pd.json_normalize(read_records(store_path), sep=".")

@@ -6,8 +6,14 @@ store, `batch_size` rows per generate call (each row with its own interventions)
 each finished cell at once, so a killed run loses at most the batch in flight. Each cell samples
 with a seed derived from its own config, so re-batching or resuming reproduces the same text.
 
+A cell's key covers everything that produced it: the model fingerprint (not its name, which is
+stored as a plain field), decoding settings, the prompt, each intervention (the vector by content
+digest, layers, site, positions, scale, coefficient) and the identity of the run-time `Scorer`.
+Another vector, decoding setting or scorer therefore computes new units, never reuses old ones.
+
 `grid` builds the usual sweep: prompts × layers × coefficients (× samples) with one additive
-intervention per cell.
+intervention per cell; its cells also record the vector's digest, so every coefficient
+(including the unsteered 0) is a point of that vector's curve.
 """
 
 from __future__ import annotations
@@ -27,8 +33,16 @@ from interp.steering import interventions as iv
 from interp.steering.generation import Generation, generate
 from interp.vectors import DirectionSet
 
-# scorer(configs, generations) -> one dict of extra result fields per cell (e.g. a projection)
-Scorer = Callable[[list[Mapping[str, Any]], list[Generation]], list[dict[str, Any]]]
+# score(configs, generations) -> one dict of extra result fields per cell (e.g. a projection)
+ScoreFn = Callable[[list[Mapping[str, Any]], list[Generation]], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """A run-time scorer and its JSON identity (what it computes, on what), part of every key."""
+
+    identity: Mapping[str, Any]
+    score: ScoreFn
 
 
 @dataclass(frozen=True)
@@ -60,9 +74,14 @@ def grid(
     for p, prompt in enumerate(prompts):
         for layer in layers:
             for coef in coefs:
-                plan = (iv.add(vectors, layer, coef, positions, scale),) if coef != 0 else ()
+                plan = (
+                    (iv.add(vectors, layer, coef, positions=positions, scale=scale),)
+                    if coef != 0
+                    else ()
+                )
                 for sample in range(samples):
                     config = {
+                        "vector": vectors.digest(),
                         "prompt_index": p,
                         "layer": layer,
                         "coef": coef,
@@ -89,17 +108,19 @@ def run_sweep(
     progress: bool | None = None,
 ) -> RunStore:
     """Generate every cell not yet in `store` and append it; returns the store."""
-    store = store if isinstance(store, RunStore) else RunStore(store)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if not cells:
         raise ValueError("the sweep has no cells")
+    store = store if isinstance(store, RunStore) else RunStore(store)
     generation = {
         "max_new_tokens": max_new_tokens,
         "temperature": temperature,
         "top_p": top_p,
         "seed": seed,
     }
-    identity = {"model": model.name, "fingerprint": model.fingerprint()}
-    full = [
+    identity = {"fingerprint": model.fingerprint()}
+    produced = [
         {
             **identity,
             **generation,
@@ -109,11 +130,14 @@ def run_sweep(
         }
         for cell in cells
     ]
+    # the scorer is part of the key, not of the sampling seed: same text under any scorer
+    scored = {"scorer": dict(scorer.identity) if scorer is not None else None}
+    full = [{**config, **scored} for config in produced]
     todo = store.todo(full)
     with progress_bar(len(cells), "sweep", "gen", progress, initial=len(cells) - len(todo)) as bar:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
-            seeds = [seed + int(unit_key(full[i])[:12], 16) % 2**31 for i in chunk]
+            seeds = [seed + int(unit_key(produced[i])[:12], 16) % 2**31 for i in chunk]
             outs = generate(
                 model,
                 [cells[i].prompt for i in chunk],
@@ -126,11 +150,21 @@ def run_sweep(
                 allow_other_model=allow_other_model,
                 progress=False,
             )
-            extras = scorer([full[i] for i in chunk], outs) if scorer else [{} for _ in chunk]
+            extras = (
+                scorer.score([full[i] for i in chunk], outs)
+                if scorer is not None
+                else [{} for _ in chunk]
+            )
             for i, out, extra in zip(chunk, outs, extras, strict=True):
                 store.append(
                     full[i],
-                    {"text": out.text, "n_tokens": len(out.tokens), "finish": out.finish, **extra},
+                    {
+                        "model": model.name,
+                        "text": out.text,
+                        "n_tokens": len(out.tokens),
+                        "finish": out.finish,
+                        **extra,
+                    },
                 )
             bar.update(len(chunk))
     return store

@@ -45,6 +45,9 @@ def test_caa_vector_equals_steering_vectors(smollm, sycophancy, caa_vector):
     theirs = torch.stack([peer.layer_activations[i] for i in range(30)]).float()
     cosine = torch.nn.functional.cosine_similarity(caa_vector.vectors, theirs, dim=-1)
     assert float(cosine.min()) >= 0.999, cosine
+    # magnitude too: CAA vectors are used raw, so a scaled copy would steer differently
+    relative = (caa_vector.vectors - theirs).norm(dim=-1) / theirs.norm(dim=-1)
+    assert float(relative.max()) <= 1e-4, relative
     assert caa_vector.meta.method == "caa:paired_mean_diff(index(-2))"
 
 
@@ -66,7 +69,7 @@ def test_generation_matches_hf_generate(smollm):
 
 def test_batched_sweep_equals_each_configuration_alone(smollm, caa_vector):
     configs = [
-        [iv.add(caa_vector, layer, coef, pos)]
+        [iv.add(caa_vector, layer, coef, positions=pos)]
         for layer in (9, 12, 15)
         for coef in (-10.0, 0.0, 10.0, 20.0)
         for pos in (RESPONSE,)
@@ -77,7 +80,9 @@ def test_batched_sweep_equals_each_configuration_alone(smollm, caa_vector):
         generate(smollm, [p], c, max_new_tokens=8)[0] for p, c in zip(prompts, configs, strict=True)
     ]
     assert [g.tokens for g in batched] == [g.tokens for g in alone]
-    persona = generate(smollm, CHATS[:1], iv.add(caa_vector, 12, 0.0, LAST), max_new_tokens=8)
+    persona = generate(
+        smollm, CHATS[:1], iv.add(caa_vector, 12, 0.0, positions=LAST), max_new_tokens=8
+    )
     assert persona[0].tokens == generate(smollm, CHATS[:1], max_new_tokens=8)[0].tokens
 
 

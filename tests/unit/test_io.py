@@ -43,3 +43,40 @@ def test_jsonl_errors_name_file_and_line(tmp_path):
     (tmp_path / "e.jsonl").write_text("\n")
     with pytest.raises(ValueError, match="input is empty"):
         read_jsonl(tmp_path / "e.jsonl")
+
+
+def test_non_utf8_jsonl_names_the_file_and_line(tmp_path):
+    path = tmp_path / "latin.jsonl"
+    path.write_bytes('{"prompt": "a"}\n{"prompt": "caf\u00e9"}\n'.encode("latin-1"))
+    with pytest.raises(
+        ValueError, match=r"latin\.jsonl:2: not UTF-8 text \(byte 0xe9 at column 16\)"
+    ):
+        read_jsonl(path)
+
+
+def test_output_paths_must_be_of_the_expected_kind(tmp_path):
+    from interp.io import output_dir, output_file
+
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    assert (
+        output_file(tmp_path / "adir" / "new.safetensors") == tmp_path / "adir" / "new.safetensors"
+    )
+    assert output_dir(tmp_path / "adir") == tmp_path / "adir"
+    assert output_dir(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+    with pytest.raises(ValueError, match=r"--out .*adir is an existing directory; give a file"):
+        output_file(tmp_path / "adir", "--out")
+    with pytest.raises(ValueError, match=r"--out .*afile is an existing file; give a directory"):
+        output_dir(tmp_path / "afile", "--out")
+    with pytest.raises(ValueError, match=r"afile is a file, not a directory"):
+        output_file(tmp_path / "afile" / "v.safetensors")
+    with pytest.raises(ValueError, match=r"afile is a file, not a directory"):
+        output_dir(tmp_path / "afile" / "sub")
+
+
+def test_unreadable_safetensors_name_the_file(tmp_path):
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 5)
+    with pytest.raises(ValueError, match=r"junk\.safetensors is not a readable safetensors file"):
+        read_meta(tmp_path / "junk.safetensors")
+    with pytest.raises(ValueError, match=r"is a directory; give a file"):
+        load_tensors(tmp_path)

@@ -25,7 +25,7 @@ def test_keys_todo_and_append(tmp_path):
     assert list(frame["text"]) == ["x"] and list(frame["config.coef"]) == [0]
 
 
-def test_a_partial_last_line_is_dropped(tmp_path):
+def test_a_partial_last_line_is_skipped_by_readers_and_cut_by_the_next_writer(tmp_path):
     path = tmp_path / "r.jsonl"
     store = RunStore(path)
     store.append({"i": 0}, {"v": 0})
@@ -34,12 +34,143 @@ def test_a_partial_last_line_is_dropped(tmp_path):
     store = RunStore(path)
     assert [r["config"]["i"] for r in store.records()] == [0]
     store.append({"i": 1}, {"v": 1})
-    assert [r["config"]["i"] for r in RunStore(path).records()] == [0, 1]
+    lines = path.read_text().splitlines()
+    assert [json.loads(line)["config"]["i"] for line in lines] == [0, 1]  # the stub is gone
     path.write_text("not json\n")
     with pytest.raises(ValueError, match=r"r\.jsonl:1 is not a JSON record"):
         RunStore(path)
+    path.write_bytes(b'{"key": "a", "config": {}}\n\xff\xfe\n')
+    with pytest.raises(ValueError, match=r"r\.jsonl:2 is not a JSON record"):
+        load_frame(path)
     with pytest.raises(FileNotFoundError):
         load_frame(tmp_path / "none.jsonl")
+
+
+def test_reading_never_modifies_the_store(tmp_path):
+    """A partial last line is a unit being written: readers skip it and leave the bytes alone."""
+    path = tmp_path / "r.jsonl"
+    whole = {"key": unit_key({"i": 0}), "config": {"i": 0}, "v": 0}
+    path.write_text(json.dumps(whole) + "\n" + '{"key": "k1", "config": {"i": 1}, "v": 1')
+    before = path.read_bytes()
+    frame = load_frame(path)
+    store = RunStore(path)
+    assert store.todo([{"i": 0}, {"i": 1}]) == [1] and not store.done(unit_key({"i": 1}))
+    assert len(store.records()) == 1 and list(frame["v"]) == [0]
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["r.jsonl"]  # readers make no lock file
+
+
+WRITER = """
+import json, sys, time
+from pathlib import Path
+from interp.runs.store import RunStore
+path, first, last, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
+store = RunStore(path)  # opened before the other writer has written anything
+while not go.exists():
+    time.sleep(0.005)
+for i in range(first, last):
+    store.append({"unit": i}, {"payload": "x" * 9000, "by": first})
+    print(i, flush=True)
+"""
+
+
+def test_two_writer_processes_never_duplicate_or_corrupt_a_unit(tmp_path):
+    path, go = tmp_path / "r.jsonl", tmp_path / "go"
+    spans = [(0, 120), (60, 180)]  # units 60..119 are written by both
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path), str(a), str(b), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for a, b in spans
+    ]
+    time.sleep(2.0)  # both have imported and opened the store
+    go.touch()
+    for child in children:
+        _, err = child.communicate(timeout=300)
+        assert child.returncode == 0, err
+    data = path.read_bytes()
+    assert data.endswith(b"\n")
+    records = [json.loads(line) for line in data.decode().splitlines()]  # every line whole
+    units = [r["config"]["unit"] for r in records]
+    assert sorted(units) == list(range(180))  # every unit once: none lost, none twice
+    assert all(r["payload"] == "x" * 9000 and r["key"] == unit_key(r["config"]) for r in records)
+
+
+READ_DURING_WRITE = """
+import json, os, sys, time
+from pathlib import Path
+from filelock import FileLock
+path, half, go = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+line = json.dumps({"key": "k-slow", "config": {"i": 1}, "v": "y" * 500}) + "\\n"
+with FileLock(str(path) + ".lock"), path.open("ab") as handle:  # what a writer holds
+    handle.write(line[:200].encode()); handle.flush()
+    half.touch()
+    while not go.exists():
+        time.sleep(0.005)
+    handle.write(line[200:].encode()); handle.flush(); os.fsync(handle.fileno())
+"""
+
+
+def test_a_reader_while_another_process_writes_never_breaks_its_record(tmp_path):
+    path, half, go = tmp_path / "r.jsonl", tmp_path / "half", tmp_path / "go"
+    RunStore(path).append({"i": 0}, {"v": "first"})
+    writer = subprocess.Popen(
+        [sys.executable, "-c", READ_DURING_WRITE, str(path), str(half), str(go)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 60
+    while not half.exists() and time.time() < deadline:
+        time.sleep(0.005)
+    assert half.exists(), "the writer did not start"
+    during = path.read_bytes()
+    store = RunStore(path)  # open, look up and read while the line is half written
+    assert len(load_frame(path)) == 1 and store.todo([{"i": 0}]) == []
+    assert path.read_bytes() == during
+    go.touch()
+    _, err = writer.communicate(timeout=60)
+    assert writer.returncode == 0, err
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["key"] for r in records[1:]] == ["k-slow"] and records[1]["v"] == "y" * 500
+    assert store.done("k-slow")  # a store opened earlier sees units others appended since
+
+
+KILLED_WRITER = """
+import sys
+from interp.runs.store import RunStore
+store = RunStore(sys.argv[1])
+for i in range(int(sys.argv[2])):
+    key = store.append({"unit": i}, {"payload": "z" * 20000})
+    print(i, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_writer_loses_at_most_the_unit_in_flight(tmp_path):
+    path, n = tmp_path / "r.jsonl", 400
+    for attempt in range(3):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", KILLED_WRITER, str(path), str(n)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        acknowledged = []
+        for line in proc.stdout:  # kill once a few more units have landed
+            acknowledged.append(int(line))
+            if len(acknowledged) >= 5 + 7 * attempt:
+                break
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        units = {r["config"]["unit"] for r in RunStore(path).records()}
+        assert set(acknowledged) <= units  # whatever a writer reported done is on disk
+        assert len(units) < n, "the writer finished before it was killed"
+    subprocess.run([sys.executable, "-c", KILLED_WRITER, str(path), str(n)], check=True)
+    lines = path.read_bytes().decode().splitlines()
+    assert sorted(json.loads(line)["config"]["unit"] for line in lines) == list(range(n))
 
 
 def steer_command(tiny_dir, vector, prompts, out, coefs):
@@ -122,3 +253,106 @@ def test_a_killed_sweep_resumes_without_loss_or_duplicates(tiny, tiny_dir, tmp_p
     by_key = {r["key"]: r["text"] for r in reference}
     assert {r["key"]: r["text"] for r in resumed} == by_key  # and identical to an uninterrupted run
     assert (killed / "steer_length.html").exists()
+
+
+# -- sweeps: keys cover everything that produced a unit --------------------------------------
+
+
+def _vector(tiny, seed, created="2026-01-01T00:00:00+00:00"):
+    """A random set with default metadata and a fixed creation time (as if made in one second)."""
+    from dataclasses import replace
+
+    import torch
+
+    from interp.vectors import DirectionSet
+
+    g = torch.Generator().manual_seed(seed)
+    ds = DirectionSet.from_tensor(torch.randn(4, 64, generator=g) * 8, tiny)
+    return replace(ds, meta=replace(ds.meta, created=created))
+
+
+def _sweep(tiny, ds, store, batch_size=2, **kw):
+    from interp.runs.sweeps import grid, run_sweep
+
+    cells = grid(["Tell me about the ocean"], ds, [1], [0.0, 6.0])
+    return run_sweep(
+        tiny, cells, store, max_new_tokens=6, batch_size=batch_size, progress=False, **kw
+    )
+
+
+def test_run_sweep_refuses_a_batch_size_below_one(tiny, tmp_path):
+    ds = _vector(tiny, 0)
+    for bad in (-1, 0):
+        with pytest.raises(ValueError, match=rf"batch_size must be an integer >= 1, got {bad}"):
+            _sweep(tiny, ds, tmp_path / "r.jsonl", batch_size=bad)
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_two_vectors_with_the_same_metadata_never_share_results(tiny, tmp_path):
+    first, second = _vector(tiny, 0), _vector(tiny, 1)
+    assert first.meta == second.meta  # same name, method, data hash and creation second
+    store = _sweep(tiny, first, tmp_path / "r.jsonl")
+    _sweep(tiny, second, store)
+    alone = _sweep(tiny, second, tmp_path / "alone.jsonl").records()
+    steered = [r for r in store.records() if r["config"]["coef"] == 6.0]
+    assert len(store.records()) == 4 and len(steered) == 2  # the second vector was computed
+    mine = [r for r in steered if r["config"]["interventions"][0]["vector"] == second.digest()]
+    theirs = [r for r in alone if r["config"]["coef"] == 6.0]
+    assert [r["text"] for r in mine] == [r["text"] for r in theirs]  # its own generations
+
+
+def test_the_same_vector_resaved_reuses_its_results(tiny, tmp_path):
+    from dataclasses import replace
+
+    ds = _vector(tiny, 0)
+    store = _sweep(tiny, ds, tmp_path / "r.jsonl")
+    renamed = replace(ds, meta=replace(ds.meta, created="2027-05-05", method="renamed"))
+    back = type(ds).load(renamed.save(tmp_path / "v.safetensors"))
+    before = store.path.read_bytes()
+    _sweep(tiny, back, store)
+    assert store.path.read_bytes() == before  # nothing recomputed: same content, same keys
+
+
+def test_decoding_and_scorer_are_part_of_the_key(tiny, tmp_path):
+    from interp.runs.sweeps import Scorer
+
+    ds = _vector(tiny, 0)
+    store = _sweep(tiny, ds, tmp_path / "r.jsonl")
+    _sweep(tiny, ds, store, temperature=0.7)
+    calls = []
+
+    def score(configs, generations):
+        calls.append(len(configs))
+        return [{"chars": len(g.text)} for g in generations]
+
+    _sweep(tiny, ds, store, scorer=Scorer({"name": "chars"}, score))
+    records = store.records()
+    assert len(records) == 6 and calls == [2]  # each setting computed its own units
+    scored = [r for r in records if r["config"]["scorer"] == {"name": "chars"}]
+    plain = [
+        r for r in records if r["config"]["scorer"] is None and r["config"]["temperature"] == 0
+    ]
+    assert [r["chars"] for r in scored] == [len(r["text"]) for r in scored]
+    assert [r["text"] for r in scored] == [r["text"] for r in plain]  # same text under any scorer
+    assert {r["config"]["fingerprint"] for r in records} == {tiny.fingerprint()}
+    assert all("model" not in r["config"] and r["model"] == tiny.name for r in records)
+
+
+def test_ab_sweep_keys_the_vector_by_its_values_not_its_data_hash(tiny, tmp_path):
+    from interp import caa
+
+    items = [
+        caa.ABItem("Is the ocean deep?\n(A) Yes\n(B) No", "(A)", "(B)"),
+        caa.ABItem("Is Paris in Spain?\n(A) Yes\n(B) No", "(B)", "(A)"),
+    ]
+    first, second = _vector(tiny, 0), _vector(tiny, 1)
+    assert first.meta.data_hash == second.meta.data_hash  # same (empty) source data
+    store = caa.ab_sweep(tiny, items, first, [1], [0.0, 8.0], tmp_path / "ab.jsonl")
+    caa.ab_sweep(tiny, items, second, [1], [0.0, 8.0], store)
+    alone = caa.ab_sweep(tiny, items, second, [1], [0.0, 8.0], tmp_path / "alone.jsonl")
+    records = store.records()
+    assert len(records) == 8  # the second vector's cells were computed, not taken as done
+    mine = [r["p_match"] for r in records if r["config"]["vector"] == second.digest()]
+    assert mine == [r["p_match"] for r in alone.records()]
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got -1"):
+        caa.ab_sweep(tiny, items, first, [1], [0.0], store, batch_size=-1)

@@ -48,11 +48,15 @@ def test_arithmetic(ds):
 
 
 def test_checks_against_the_model(ds, tiny):
-    assert ds.check(tiny) is ds
-    with pytest.raises(VectorMismatch, match=r"extracted from .* but is applied to"):
-        ds.check(interp_model_named(tiny, "someone/else"))
-    ds.check(interp_model_named(tiny, "someone/else"), allow_other_model=True)
     from dataclasses import replace
+
+    assert ds.check(tiny) is ds
+    assert ds.meta.fingerprint == tiny.fingerprint()
+    ds.check(interp_model_named(tiny, "same/weights"))  # same weights under another name: fine
+    legacy = replace(ds, meta=replace(ds.meta, fingerprint=""))  # a file from before fingerprints
+    with pytest.raises(VectorMismatch, match=r"extracted from .* but is applied to"):
+        legacy.check(interp_model_named(tiny, "someone/else"))
+    legacy.check(interp_model_named(tiny, "someone/else"), allow_other_model=True)
 
     with pytest.raises(VectorMismatch, match="layers"):
         replace(ds, meta=replace(ds.meta, n_layers=30)).check(tiny)
@@ -103,7 +107,8 @@ def test_llama_cpp_control_vector_round_trip(ds, tiny, tmp_path):
     back = DirectionSet.from_gguf(path, tiny)
     assert back.layers == (1, 2, 3)
     assert torch.equal(back.vectors, ds.at([1, 2, 3]).vectors)
-    assert back.meta.extra["original_meta"]["method"] == "test"
+    assert back.meta.method == "test" and back.meta.extra["imported_from"] == str(path)
+    assert back.digest() == ds.at([1, 2, 3]).digest()
 
 
 def test_from_tensor_keeps_each_row_with_its_layer(tiny):
@@ -118,3 +123,165 @@ def test_from_tensor_keeps_each_row_with_its_layer(tiny):
         DirectionSet.from_tensor(vecs, tiny, [1, 1, 2])
     with pytest.raises(ValueError, match="out of range"):
         DirectionSet.from_tensor(vecs[:1], tiny, [7])
+
+
+def test_digest_is_the_content_not_the_name(ds):
+    from dataclasses import replace
+
+    renamed = replace(ds, meta=replace(ds.meta, model="x", method="y", created="z", data_hash="w"))
+    assert renamed.digest() == ds.digest()
+    nudged = ds.vectors.clone()
+    nudged[3, 7] += 1e-3
+    assert replace(ds, vectors=nudged).digest() != ds.digest()
+    assert ds.with_stats(resid_norm=torch.ones(4)).digest() != ds.digest()
+    assert (
+        ds.with_stats(resid_norm=torch.ones(4)).digest()
+        != ds.with_stats(resid_norm=torch.full((4,), 2.0)).digest()
+    )
+    assert ds.at([0, 1]).digest() != ds.at([2, 3]).digest()  # layers
+    other_site = replace(ds, meta=replace(ds.meta, site="resid_pre"))
+    assert other_site.digest() != ds.digest()
+
+
+def test_a_vector_meets_a_model_by_fingerprint_not_name(tmp_path):
+    """A vector from ./m refuses another model later loaded from ./m, and fits a copy of it."""
+    import shutil
+
+    import interp
+    from tests.tiny import write_tiny_model
+
+    path = write_tiny_model(tmp_path / "m", seed=0)
+    shutil.copytree(path, tmp_path / "copy")
+    first = interp.load_model(str(path), device="cpu")
+    ds = DirectionSet.from_tensor(torch.randn(4, 64), first)
+    write_tiny_model(path, seed=1)  # new weights at the same path
+    retrained = interp.load_model(str(path), device="cpu")
+    assert retrained.name == first.name == ds.meta.model
+    with pytest.raises(VectorMismatch, match="different weights"):
+        ds.check(retrained)
+    ds.check(retrained, allow_other_model=True)
+    ds.check(interp.load_model(str(tmp_path / "copy"), device="cpu"))  # same weights elsewhere
+
+
+def test_gguf_import_keeps_and_checks_the_source_model(ds, tiny, tiny_base, tmp_path):
+    import gguf
+
+    path = ds.at([1, 2, 3]).with_stats(resid_norm=torch.ones(3)).to_gguf(tmp_path / "v.gguf")
+    with pytest.raises(VectorMismatch, match=r"v\.gguf: .*different weights"):
+        DirectionSet.from_gguf(path, tiny_base)  # same shapes, another model
+    moved = DirectionSet.from_gguf(path, tiny_base, allow_other_model=True)
+    assert (moved.meta.model, moved.meta.fingerprint) == (tiny.name, tiny.fingerprint())
+    assert torch.equal(moved.stats["resid_norm"], torch.ones(3))
+    with pytest.raises(VectorMismatch, match="different weights"):
+        moved.check(tiny_base)  # the recorded source survives the import
+    from typer.testing import CliRunner
+
+    from interp.cli.app import app
+
+    args = ["vectors", "convert", str(path), str(tmp_path / "b.safetensors"), "-m", tiny_base.name]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 2 and "different weights" in refused.output, refused.output
+    allowed = CliRunner().invoke(app, [*args, "--allow-other-model"])
+    assert allowed.exit_code == 0, allowed.output
+    assert DirectionSet.load(tmp_path / "b.safetensors").meta.fingerprint == tiny.fingerprint()
+
+    def foreign(name, hint):  # what repeng writes: no interp metadata, the model type as hint
+        writer = gguf.GGUFWriter(str(tmp_path / name), "controlvector")
+        writer.add_string("controlvector.model_hint", hint)
+        writer.add_uint32("controlvector.layer_count", 2)
+        for layer in (1, 2):
+            writer.add_tensor(f"direction.{layer}", ds[layer].numpy())
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        return tmp_path / name
+
+    with pytest.raises(VectorMismatch, match="model hint is 'mistral'"):
+        DirectionSet.from_gguf(foreign("m.gguf", "mistral"), tiny)
+    fits = DirectionSet.from_gguf(foreign("l.gguf", "llama"), tiny)
+    assert fits.meta.fingerprint == tiny.fingerprint() and fits.meta.extra["model_hint"] == "llama"
+
+
+def _bad_files(ds, tmp_path):
+    """name -> (path, what the error must say) for files that are not direction sets."""
+    import pickle
+
+    import gguf
+
+    good = ds.save(tmp_path / "good.safetensors").read_bytes()
+    files = {}
+
+    def put(name, data, says):
+        (tmp_path / name).write_bytes(data)
+        files[name] = (tmp_path / name, says)
+
+    put("truncated.safetensors", good[: len(good) // 2], "not a readable safetensors file")
+    put("random.safetensors", bytes(range(256)) * 3, "not a readable safetensors file")
+
+    class Trap:  # unpickling this would create a file
+        def __reduce__(self):
+            return (open, (str(tmp_path / "PWNED"), "w"))
+
+    put("pickle.safetensors", pickle.dumps({"v": Trap()}), "not a readable safetensors file")
+    put("garbage.gguf", b"GGUF" + bytes(range(200)), "not a readable GGUF file")
+    put("text.gguf", b"hello world\n" * 30, "not a readable GGUF file")
+    uneven = gguf.GGUFWriter(str(tmp_path / "uneven.gguf"), "controlvector")
+    uneven.add_tensor("direction.1", ds[1].numpy())
+    uneven.add_tensor("direction.2", ds[2].numpy()[:32])
+    uneven.write_header_to_file()
+    uneven.write_kv_data_to_file()
+    uneven.write_tensors_to_file()
+    uneven.close()
+    files["uneven.gguf"] = (tmp_path / "uneven.gguf", "different lengths")
+    meta = {**ds.meta.to_dict(), "layers": list(ds.layers)}
+    for name, broken, says in [
+        ("nolayers", {k: v for k, v in meta.items() if k != "layers"}, "'layers' is None"),
+        ("strlayers", {**meta, "layers": "0-3"}, "'layers' is '0-3'"),
+        ("badn", {**meta, "n_layers": "many"}, "'n_layers' is 'many'"),
+        ("badsite", {**meta, "site": "resid_side"}, "resid_side"),
+    ]:
+        path = save_tensors(tmp_path / f"{name}.safetensors", {"vectors": ds.vectors}, broken)
+        files[f"{name}.safetensors"] = (path, says)
+    from safetensors.torch import save_file
+
+    save_file(
+        {"vectors": ds.vectors}, tmp_path / "badjson.safetensors", metadata={"interp": "{oops"}
+    )
+    files["badjson.safetensors"] = (tmp_path / "badjson.safetensors", "not valid JSON")
+    return files
+
+
+def test_bad_vector_files_give_one_error_naming_the_file(ds, tiny, tmp_path):
+    for name, (path, says) in _bad_files(ds, tmp_path).items():
+        with pytest.raises(ValueError) as caught:
+            if name.endswith(".gguf"):
+                DirectionSet.from_gguf(path, tiny)
+            else:
+                DirectionSet.load(path)
+        message = str(caught.value)
+        assert name in message and says in message, (name, message)
+    assert not (tmp_path / "PWNED").exists()  # the pickle was never unpickled
+
+
+def test_the_cli_reports_bad_vector_files_in_one_line(ds, tiny_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from interp.cli.app import app
+
+    runner = CliRunner()
+    for name, (path, says) in _bad_files(ds, tmp_path).items():
+        if name.endswith(".gguf"):
+            args = ["vectors", "convert", str(path), str(tmp_path / "o.safetensors")]
+            args += ["-m", str(tiny_dir)]
+        else:
+            args = ["vectors", "info", str(path)]
+        result = runner.invoke(app, args)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2, (name, result.output, result.exception)
+        assert lines[-1].startswith("error: ") and name in lines[-1] and says in lines[-1], (
+            name,
+            result.output,
+        )
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "PWNED").exists()
