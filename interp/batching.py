@@ -39,32 +39,73 @@ def as_example(item: Any, index: int = 0) -> Example:
 
     Dicts may be `{"prompt", "response"?}`, `{"text"}`, or `{"messages"}`; a chat (a list of
     role/content dicts) is read like `{"messages"}`: a final assistant message becomes the
-    response (the persona-vectors data format).
+    response (the persona-vectors data format). Texts and message contents must be strings.
     """
     if isinstance(item, Example):
-        return item
+        return _checked(item, index)
     if isinstance(item, str):
         return Example(prompt=item)
     if isinstance(item, (list, tuple)) and item and all(isinstance(m, dict) for m in item):
         item = {"messages": list(item)}  # a bare chat
     if isinstance(item, dict):
         if "messages" in item:
-            messages = list(item["messages"])
-            if (
-                messages
-                and isinstance(messages[-1], dict)
-                and messages[-1].get("role") == "assistant"
-            ):
-                return Example(prompt=messages[:-1], response=str(messages[-1]["content"]))
-            return Example(prompt=messages, response=str(item.get("response", "")))
+            messages = _messages(item["messages"], index, "messages")
+            response = _text(item.get("response", ""), index, "response")
+            if messages and messages[-1]["role"] == "assistant":
+                return Example(prompt=messages[:-1], response=messages[-1]["content"])
+            return Example(prompt=messages, response=response)
         if "prompt" in item:
-            return Example(prompt=item["prompt"], response=str(item.get("response", "")))
+            prompt = _prompt(item["prompt"], index)
+            return Example(prompt, _text(item.get("response", ""), index, "response"))
         if "text" in item:
-            return Example(prompt=str(item["text"]))
+            return Example(prompt=_text(item["text"], index, "text"))
     raise ValueError(
         f"example {index} is not a string, an Example, or a dict with 'prompt', 'text' or "
         f"'messages': {str(item)[:120]!r}"
     )
+
+
+def _text(value: Any, index: int, where: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(
+            f"example {index}: {where} must be a string, got {str(value)[:80]!r} "
+            f"({type(value).__name__}); quote it in the data"
+        )
+    return value
+
+
+def _messages(value: Any, index: int, where: str) -> list[Message]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ValueError(
+            f"example {index}: {where} must be a list of {{'role', 'content'}} messages, got "
+            f"{str(value)[:80]!r} ({type(value).__name__})"
+        )
+    for j, message in enumerate(value):
+        if not isinstance(message, dict) or "role" not in message or "content" not in message:
+            raise ValueError(
+                f"example {index}: {where}[{j}] must be a dict with 'role' and 'content', got "
+                f"{str(message)[:80]!r}"
+            )
+        _text(message["content"], index, f"{where}[{j}]['content']")
+    return list(value)
+
+
+def _prompt(value: Any, index: int) -> str | list[Message]:
+    if isinstance(value, (list, tuple)):
+        return _messages(value, index, "prompt")
+    if not isinstance(value, str):
+        raise ValueError(
+            f"example {index}: prompt must be a string or a list of messages, got "
+            f"{str(value)[:80]!r} ({type(value).__name__}); quote it in the data"
+        )
+    return value
+
+
+def _checked(example: Example, index: int) -> Example:
+    """`example` itself, once its prompt and response are checked (see `as_example`)."""
+    _prompt(example.prompt, index)
+    _text(example.response, index, "response")
+    return example
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import typer
@@ -10,13 +11,23 @@ from rich.console import Console
 
 from interp.embedded import EmbeddedModelMissing
 
+DEBUG_ENV = "INTERP_DEBUG"
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="interp: capture, vectors and steering for interpretability research.",
+    help=(
+        "interp: capture, vectors and steering for interpretability research.\n\n"
+        f"Errors you can fix print as one line; set {DEBUG_ENV}=1 to get the full traceback."
+    ),
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
+
+
+def debugging() -> bool:
+    """Whether `INTERP_DEBUG` asks for full tracebacks instead of one-line errors."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
 @contextlib.contextmanager
@@ -25,6 +36,8 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except (ValueError, KeyError, FileNotFoundError, EmbeddedModelMissing) as err:
+        if debugging():
+            raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from interp.batching import (
+    Encoded,
     Example,
     as_example,
     encode,
@@ -85,10 +86,61 @@ def test_length_sorted_batches_cover_everything_once():
     assert groups[0] == [2, 4]
     with pytest.raises(ValueError, match="batch_size"):
         length_sorted_batches([1], 0)
-    assert torch.is_tensor(make_batch(encode_all_stub(), 0).input_ids)
 
 
-def encode_all_stub():
-    from interp.batching import Encoded
+def _row(ids: tuple[int, ...]) -> Encoded:
+    return Encoded(ids, 1, "x" * len(ids), tuple((i, i + 1) for i in range(len(ids))))
 
-    return [Encoded((1, 2), 1, "ab", ((0, 1), (1, 2)))]
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_make_batch_pads_masks_and_numbers_positions(side):
+    rows = [_row((11, 12, 13, 14)), _row((21,)), _row((31, 32))]
+    pad = 0
+    if side == "right":
+        ids = [[11, 12, 13, 14], [21, pad, pad, pad], [31, 32, pad, pad]]
+        mask = [[1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 0, 0]]
+        positions = [[0, 1, 2, 3], [0, 0, 0, 0], [0, 1, 1, 1]]
+    else:
+        ids = [[11, 12, 13, 14], [pad, pad, pad, 21], [pad, pad, 31, 32]]
+        mask = [[1, 1, 1, 1], [0, 0, 0, 1], [0, 0, 1, 1]]
+        positions = [[0, 1, 2, 3], [0, 0, 0, 0], [0, 0, 0, 1]]
+    batch = make_batch(rows, pad, side, example_ids=[7, 8, 9])
+    assert batch.input_ids.tolist() == ids
+    assert batch.attention_mask.tolist() == mask
+    assert batch.position_ids.tolist() == positions
+    assert batch.input_ids.dtype == batch.attention_mask.dtype == torch.long
+    assert batch.example_ids == [7, 8, 9] and batch.rows == rows
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        (
+            {"prompt": 3},
+            r"example 4: prompt must be a string or a list of messages, got '3' \(int\)",
+        ),
+        ({"prompt": "q", "response": 2.5}, r"example 4: response must be a string, got '2\.5'"),
+        ({"text": 7}, r"example 4: text must be a string, got '7' \(int\)"),
+        (
+            {"messages": [{"role": "user", "content": 5}]},
+            r"example 4: messages\[0\]\['content'\] must be a string, got '5' \(int\)",
+        ),
+        (
+            [{"role": "user", "content": "q"}, {"role": "assistant", "content": None}],
+            r"example 4: messages\[1\]\['content'\] must be a string, got 'None' \(NoneType\)",
+        ),
+        (
+            {"prompt": [{"role": "user", "content": 5}]},
+            r"example 4: prompt\[0\]\['content'\] must be a string",
+        ),
+        ({"messages": "hi"}, r"example 4: messages must be a list of .* messages, got 'hi'"),
+    ],
+)
+def test_numbers_where_text_belongs_name_the_row_and_field(item, message):
+    with pytest.raises(ValueError, match=message):
+        as_example(item, 4)
+
+
+def test_encode_all_names_the_bad_row(tiny):
+    with pytest.raises(ValueError, match=r"example 1: prompt must be a string"):
+        encode_all(tiny, ["fine", {"prompt": 3}])

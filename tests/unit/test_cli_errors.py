@@ -1,0 +1,60 @@
+"""The CLI turns errors a user can fix into one line, unless INTERP_DEBUG asks for tracebacks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from interp.cli.app import app
+
+runner = CliRunner()
+
+
+def _capture_args(tiny_dir, tmp_path, *extra: str) -> list[str]:
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"prompt": "Tell me about the ocean"}) + "\n")
+    out = tmp_path / "acts.safetensors"
+    return ["capture", str(data), "-o", str(out), "-m", str(tiny_dir), *extra]
+
+
+def _one_error_line(output: str) -> str:
+    """The single error line (after any progress bars), with no traceback."""
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and output.rstrip().endswith(errors[0]), output
+    assert "Traceback" not in output
+    return errors[0]
+
+
+@pytest.mark.parametrize(
+    ("device", "expected"),
+    [
+        ("bogus", "unknown device 'bogus'; use 'cpu', 'cuda'"),
+        ("cuda" if not torch.cuda.is_available() else "cuda:99", "device 'cuda"),
+    ],
+)
+def test_bad_device_is_one_line(tiny_dir, tmp_path, device, expected):
+    result = runner.invoke(app, _capture_args(tiny_dir, tmp_path, "--device", device))
+    assert result.exit_code == 2, result.exception
+    assert expected in _one_error_line(result.output)
+
+
+def test_interp_debug_reraises_with_the_traceback(tiny_dir, tmp_path):
+    args = _capture_args(tiny_dir, tmp_path, "--layers", "7")
+    quiet = runner.invoke(app, args)
+    assert quiet.exit_code == 2
+    assert "layer 7 is out of range" in _one_error_line(quiet.output)
+    loud = runner.invoke(app, args, env={"INTERP_DEBUG": "1"})
+    assert isinstance(loud.exception, ValueError) and "layer 7 is out of range" in str(
+        loud.exception
+    )
+    assert loud.exc_info is not None and loud.exc_info[2].tb_next is not None  # a real traceback
+    off = runner.invoke(app, args, env={"INTERP_DEBUG": "0"})
+    assert off.exit_code == 2
+
+
+def test_help_documents_interp_debug():
+    result = runner.invoke(app, ["--help"])
+    assert "INTERP_DEBUG=1" in result.output
