@@ -48,9 +48,9 @@ def main(
             vectors.save(out / f"{behaviour}.safetensors")
             caa.ab_sweep(lm, test, vectors, chosen, MULTIPLIERS, store, behaviour=behaviour)
         frame = load_frame(store)
-        table = frame.groupby(["config.behaviour", "config.layer", "config.multiplier"])[
-            "p_match"
-        ].mean()
+        # group by every config field that tells records apart (never average across vectors)
+        by = ["config.behaviour", "config.vector", "config.layer", "config.multiplier"]
+        table = frame.groupby(by)["p_match"].mean()
         print(table.unstack("config.multiplier").round(3).to_string())
     files = save_figure(caa_ab_curves(store), figures, "caa_ab_curves")
     print("figure:", ", ".join(str(f) for f in files))
