@@ -50,8 +50,8 @@ def expected_score(
     top = max(top_logprobs, key=lambda t: top_logprobs[t]) if top_logprobs else ""
     if mass < min_mass:
         return Score(None, "low_mass", mass, top)
-    value = total / mass * (100.0 / scale_max)
-    return Score(min(max(value, 0.0), 100.0), None, mass, top)
+    score = total / mass * (100.0 / scale_max)
+    return Score(min(max(score, 0.0), 100.0), None, mass, top)
 
 
 def splits_numbers(tokenizer: Any) -> bool:
