@@ -15,15 +15,17 @@ A reduction is a position selector plus an aggregation:
 - `norm`: mean L2 norm of the selected tokens → `[example, layer]`
 - `tokens`: every selected token → `[token, layer, d_model]`, with example and position indices
 
-With `cache_dir`, results are written as safetensors shards keyed by model fingerprint, layers,
-sites and reductions, one entry per example (by a hash of its tokens). A second analysis of the
-same data reads them instead of running the model, and an interrupted capture resumes: finished
-shards are kept and only the missing examples run. A damaged shard (e.g. cut short) is removed
-with a warning that names it, and its examples run again.
+With `cache_dir`, results are written as safetensors shards keyed by model fingerprint and dtype,
+layers, sites and reductions, one entry per example (by a hash of its tokens, and, for
+`Explicit` positions, which select by the example's index, of the positions selected there).
+A second analysis of the same data reads them instead of running the model, and an interrupted
+capture resumes: finished shards are kept and only the missing examples run. A damaged shard
+(e.g. cut short) is removed with a warning that names it, and its examples run again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -42,8 +44,8 @@ from torch import Tensor
 from interp.batching import Encoded, PaddingSide, encode_all, length_sorted_batches, make_batch
 from interp.hooks import hooked
 from interp.io import load_tensors, read_meta, save_tensors
-from interp.models import Model
-from interp.positions import LAST, LAST_PROMPT, PROMPT, RESPONSE, Positions
+from interp.models import LayerSpec, Model
+from interp.positions import LAST, LAST_PROMPT, PROMPT, RESPONSE, Explicit, Positions
 from interp.positions import parse as parse_positions
 from interp.progress import bar as progress_bar
 from interp.sites import LAYER_CONVENTION, SITE_ORDER, Site, check_site
@@ -210,7 +212,8 @@ class _Plan:
     def key(self, out_dtype: torch.dtype) -> str:
         spec = {
             "format": CACHE_FORMAT,
-            "model": self.model.fingerprint(),
+            "model": self.model.fingerprint(),  # weights and architecture
+            "model_dtype": str(self.model.dtype),  # the dtype they ran in
             "layers": self.layers,
             "sites": self.sites,
             # the hook points the sites resolve to: a cache never outlives a change of meaning
@@ -404,11 +407,12 @@ class _ShardStore:
         self.dir = Path(root) / key
         self.dir.mkdir(parents=True, exist_ok=True)
 
-    def fill(self, outputs: _Outputs, rows: Sequence[Encoded]) -> set[int]:
-        """Fill `outputs` with every cached example; return the indices filled."""
+    def fill(self, outputs: _Outputs, keys: Sequence[str]) -> set[int]:
+        """Fill `outputs` with every cached example (by its `row_keys` key); return the indices
+        filled."""
         wanted: dict[str, list[int]] = {}
-        for i, row in enumerate(rows):
-            wanted.setdefault(row.digest(), []).append(i)
+        for i, key in enumerate(keys):
+            wanted.setdefault(key, []).append(i)
         done: set[int] = set()
         for shard in sorted(self.dir.glob("shard-*.safetensors")):
             try:
@@ -436,9 +440,41 @@ class _ShardStore:
             done.update(i for i, _ in hits)
         return done
 
-    def write(self, outputs: _Outputs, ids: Sequence[int], rows: Sequence[Encoded]) -> None:
-        meta = {"digests": [rows[i].digest() for i in ids]}
+    def write(self, outputs: _Outputs, ids: Sequence[int], keys: Sequence[str]) -> None:
+        meta = {"digests": [keys[i] for i in ids]}
         save_tensors(self.dir / f"shard-{uuid.uuid4().hex}.safetensors", outputs.rows(ids), meta)
+
+
+def _per_example(positions: Positions) -> bool:
+    """Whether `positions` selects by the example's index in the data (`Explicit`, alone or
+    inside a combination), not only by its tokens."""
+    if isinstance(positions, Explicit):
+        return True
+    if dataclasses.is_dataclass(positions):
+        return any(
+            isinstance(value, Positions) and _per_example(value)
+            for value in (getattr(positions, f.name) for f in dataclasses.fields(positions))
+        )
+    return False
+
+
+def row_keys(plan: _Plan, rows: Sequence[Encoded]) -> list[str]:
+    """The cache key of each example: the digest of its tokens, and for reductions whose
+    positions depend on the example's index (`Explicit`), of the positions they select there.
+
+    Two examples with the same tokens but different explicit masks so never share a row.
+    """
+    indexed = [r.positions for r in plan.reductions.values() if _per_example(r.positions)]
+    if not indexed:
+        return [row.digest() for row in rows]
+    model, keys = plan.model, []
+    for i, row in enumerate(rows):
+        view = make_batch([row], model.tokenizer.pad_token_id, "right", "cpu", [i]).view(model)
+        digest = hashlib.sha1(row.digest().encode())
+        for positions in indexed:
+            digest.update(positions.mask(view).cpu().numpy().tobytes())
+        keys.append(digest.hexdigest())
+    return keys
 
 
 def capture(
@@ -446,7 +482,7 @@ def capture(
     data: Iterable[Any],
     reduce: ReduceSpec = "last",
     *,
-    layers: str | int | Sequence[int] = "all",
+    layers: LayerSpec = "all",
     sites: Site | str | Sequence[str] = "resid_post",
     batch_size: int = 16,
     padding_side: PaddingSide = "right",
@@ -474,7 +510,8 @@ def capture(
     rows = encode_all(model, data)
     outputs = _Outputs(plan, len(rows), out_dtype)
     store = _ShardStore(cache_dir, plan.key(out_dtype)) if cache_dir is not None else None
-    done = store.fill(outputs, rows) if store else set()
+    keys = row_keys(plan, rows) if store else []
+    done = store.fill(outputs, keys) if store else set()
     todo = [i for i in range(len(rows)) if i not in done]
     with progress_bar(len(rows), "capture", "ex", progress, initial=len(done)) as bar:
         for start in range(0, len(todo), shard_size):
@@ -486,7 +523,7 @@ def capture(
                 )
                 bar.update(len(ids))
             if store is not None:
-                store.write(outputs, chunk, rows)
+                store.write(outputs, chunk, keys)
     meta = {
         **model.describe(),
         "n_examples": len(rows),

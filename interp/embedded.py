@@ -37,9 +37,16 @@ from pathlib import Path
 MARKER = "interp-embedded.json"  # written last: its presence means the directory is complete
 
 
+CACHE_ENV = "INTERP_CACHE"
+
+
 def cache_root() -> Path:
     """Root of interp's on-disk cache: `$INTERP_CACHE`, else `~/.cache/interp`."""
-    return Path(os.environ.get("INTERP_CACHE", Path.home() / ".cache" / "interp"))
+    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "interp"))
+
+
+class CacheUnwritable(ValueError):
+    """The cache directory (`$INTERP_CACHE`) is not a directory this process can write."""
 
 
 class EmbeddedModelMissing(RuntimeError):
@@ -190,7 +197,16 @@ def materialize(model: EmbeddedModel) -> Path:
     target = materialized_dir(model)
     if (target / MARKER).is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".probe-"):
+            pass  # can we write there?
+    except OSError as err:  # under a regular file, read-only, not permitted
+        raise CacheUnwritable(
+            f"the interp cache {cache_root()} cannot hold the {model.alias} checkpoint "
+            f"({type(err).__name__}: {err.strerror or err}); set {CACHE_ENV} to a writable "
+            "directory"
+        ) from None
     # The OS releases the lock when its holder dies, whatever the signal.
     with FileLock(target.parent / f".{target.name}.lock"):
         if (target / MARKER).is_file():

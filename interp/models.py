@@ -20,10 +20,10 @@ import os
 import re
 import socket
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, SupportsIndex
 
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
@@ -32,6 +32,8 @@ from interp.embedded import DEFAULT_MODEL, EMBEDDED, materialize
 from interp.sites import SITES, Site, check_site, hook_alias, parse_layer_ranges
 
 Message = dict[str, str]
+# "all", "a-b", "a,b,c", one block (any integer scalar) or a collection of blocks
+LayerSpec = str | SupportsIndex | Iterable[SupportsIndex]
 ROLE_NAMES = {"user": "User", "assistant": "Assistant"}
 
 
@@ -53,6 +55,7 @@ class Model:
     source: str  # where the weights were read from
     provenance: dict[str, str] = field(default_factory=dict)
     _fingerprint: str | None = field(default=None, repr=False)
+    _earlier: tuple[str, ...] | None = field(default=None, repr=False)
     _token_texts: list[str] | None = field(default=None, repr=False)
     _vocab_masks: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     _hook_points: dict[str, Any] | None = field(default=None, repr=False)
@@ -94,7 +97,7 @@ class Model:
         return self._hook_points
 
     # -- layers and sites ---------------------------------------------------------------
-    def layer(self, layer: int) -> int:
+    def layer(self, layer: SupportsIndex) -> int:
         """Validate a block index (negative counts from the end) and return it as 0-based."""
         n = self.n_layers
         if isinstance(layer, bool) or not hasattr(type(layer), "__index__"):
@@ -102,17 +105,19 @@ class Model:
                 f"layer must be a whole block index (int), got {layer!r} "
                 f"({type(layer).__name__}); pass e.g. 0, 3 or -1 (from the end)"
             )
-        layer = operator.index(layer)
-        if not -n <= layer < n:
+        block = operator.index(layer)
+        if not -n <= block < n:
             raise ValueError(
-                f"layer {layer} is out of range for {self.name} ({n} layers: 0–{n - 1})"
+                f"layer {block} is out of range for {self.name} ({n} layers: 0–{n - 1})"
             )
-        return layer % n
+        return block % n
 
-    def layers(self, spec: str | int | Sequence[int] = "all") -> list[int]:
-        """Resolve "all", "a-b" (inclusive), "a,b,c", an int or a list into sorted block indices."""
-        if isinstance(spec, int):
-            return [self.layer(spec)]
+    def layers(self, spec: LayerSpec = "all") -> list[int]:
+        """Resolve "all", "a-b" (inclusive), "a,b,c", an int or a list into sorted block indices.
+
+        A single block may be any integer scalar (a numpy or 0-d tensor int too); floats and
+        bools are refused, alone or in a list, as by `layer`.
+        """
         if isinstance(spec, str):
             if spec.strip() == "all":
                 return list(range(self.n_layers))
@@ -126,7 +131,13 @@ class Model:
                     )
                 out.extend(range(first, last + 1))
             return sorted(set(out))
-        resolved = sorted({self.layer(x) for x in spec})
+        if not isinstance(spec, Iterable):  # one block (layer() refuses floats and bools)
+            return [self.layer(spec)]
+        try:
+            items = list(spec)
+        except TypeError:  # a 0-d array or tensor: one block too
+            return [self.layer(spec)]  # type: ignore[arg-type]
+        resolved = sorted({self.layer(x) for x in items})
         if not resolved:
             raise ValueError("no layers given; pass 'all', a range like '10-20' or a list")
         return resolved
@@ -215,22 +226,49 @@ class Model:
 
     # -- identity ---------------------------------------------------------------------------
     def fingerprint(self) -> str:
-        """A short hash of config and weights: cache keys change when the model does."""
+        """A short hash of what the model computes: its weights and architecture.
+
+        It is the identity that vectors are checked against and results are keyed by, so it
+        leaves out what describes a load rather than the model: the dtype, the transformers
+        version, the attention kernel, `use_cache` and other run-time switches (see
+        `VOLATILE_CONFIG`). The weights are sampled and rounded to bfloat16 before hashing, so
+        the same weights loaded in float32 or bfloat16 share the fingerprint, while any other
+        weights change it (a float16 load rounds differently and generally does not match).
+        Results that depend on the dtype key it separately (`describe()["dtype"]`).
+        """
         if self._fingerprint is None:
             digest = hashlib.sha256()
+            config = _architecture(self.hf.config.to_dict())
+            digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+            with torch.no_grad():
+                for name, param in self.hf.named_parameters():
+                    flat = param.detach().reshape(-1)
+                    step = max(1, flat.numel() // 4096)
+                    sample = flat[::step].to("cpu", torch.bfloat16).view(torch.int16)
+                    digest.update(name.encode())
+                    digest.update(sample.numpy().tobytes())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+    def earlier_fingerprints(self) -> tuple[str, ...]:
+        """This model's fingerprint by the definition files were written with before the
+        current one (config with dtype and transformers version, float32 weight samples), so
+        a vector saved then still meets the model it was made on, loaded as it was then."""
+        if self._earlier is None:
+            digest = hashlib.sha256()
             config = self.hf.config.to_dict()
-            config.pop("_name_or_path", None)  # where it was loaded from is not what it is
+            config.pop("_name_or_path", None)
+            config.pop("_attn_implementation", None)  # set only inside `unwrapped()`, if at all
             digest.update(json.dumps(config, sort_keys=True, default=str).encode())
             digest.update(str(self.dtype).encode())
             with torch.no_grad():
                 for name, param in self.hf.named_parameters():
                     flat = param.detach().reshape(-1)
                     step = max(1, flat.numel() // 4096)
-                    sample = flat[::step].to("cpu", torch.float32).numpy().tobytes()
                     digest.update(name.encode())
-                    digest.update(sample)
-            self._fingerprint = digest.hexdigest()[:16]
-        return self._fingerprint
+                    digest.update(flat[::step].to("cpu", torch.float32).numpy().tobytes())
+            self._earlier = (digest.hexdigest()[:16],)
+        return self._earlier
 
     def describe(self) -> dict[str, Any]:
         """Metadata recorded with every saved artifact."""
@@ -302,6 +340,40 @@ def _check_messages(messages: Sequence[Message]) -> None:
             raise ValueError(
                 f"message {i} has role {message['role']!r}; use system, user or assistant"
             )
+
+
+# Config fields that describe a load or a run, not the function the weights compute: the
+# fingerprint leaves them out (and every field whose name starts with "_", e.g. _name_or_path
+# or _attn_implementation).
+VOLATILE_CONFIG = frozenset(
+    {
+        "transformers_version",
+        "dtype",
+        "torch_dtype",
+        "use_cache",
+        "attn_implementation",
+        "output_attentions",
+        "output_hidden_states",
+        "return_dict",
+        "use_return_dict",
+        "torchscript",
+        "chunk_size_feed_forward",
+        "initializer_range",
+    }
+)
+
+
+def _architecture(config: Any) -> Any:
+    """`config` (a `to_dict()`, nested configs included) without the `VOLATILE_CONFIG` fields."""
+    if isinstance(config, dict):
+        return {
+            k: _architecture(v)
+            for k, v in config.items()
+            if not (isinstance(k, str) and (k.startswith("_") or k in VOLATILE_CONFIG))
+        }
+    if isinstance(config, list):
+        return [_architecture(v) for v in config]
+    return config
 
 
 def default_device() -> str:

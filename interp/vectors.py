@@ -6,13 +6,17 @@ and metadata: model name and fingerprint, layer convention, extraction method, a
 source data, creation time. It saves to safetensors (metadata in the header) and to llama.cpp's
 control-vector GGUF (interp's metadata travels along, so an import keeps the source model).
 
-`digest()` is the set's identity in result keys: a hash of its content (values, stats, site,
-layers), never of its name or creation time, so two different vectors never share results and
-the same vector saved twice does.
+`digest()` hashes the set's whole content (values, stats, site, layers), never its name or
+creation time. Result keys use `digest_at(layers)`: the rows an intervention applies (and the
+`resid_norm` stat there when it scales by it), so two different vectors never share results,
+the same vector saved twice does, and neither a sub-set nor an added stat re-keys them.
 
 `check(model)` is called before a set touches a model: a different d_model or layer count is an
 error; a different model (by weight fingerprint, not by name: two checkpoints loaded from one
-path differ) is an error unless explicitly allowed; NaN/inf never passes.
+path differ) is an error unless explicitly allowed; NaN/inf never passes. The fingerprint is the
+weights and architecture (`Model.fingerprint`): a vector made on a float32 load fits a bfloat16
+load of the same checkpoint; files written under the earlier fingerprint still fit the model
+they were made on (`Model.earlier_fingerprints`).
 """
 
 from __future__ import annotations
@@ -163,12 +167,29 @@ class DirectionSet:
         stats: Mapping[str, Tensor] | None = None,
         **extra: Any,
     ) -> DirectionSet:
-        """Wrap `vectors` (row i for `layers[i]`, default all blocks) computed on `model`."""
+        """Wrap `vectors` (row i for `layers[i]`, default all blocks) computed on `model`.
+
+        `vectors` needs exactly one row per layer, and each stat one value per layer; layers
+        are block indices as `Model.layer` reads them (negative from the end, floats refused).
+        """
         given = (
-            [model.layer(int(layer)) for layer in layers]
+            [model.layer(layer) for layer in layers]
             if layers is not None
             else list(range(model.n_layers))
         )
+        what = f"layers {list(layers)}" if layers is not None else f"all {model.n_layers} blocks"
+        if vectors.ndim != 2 or vectors.shape[0] != len(given):
+            raise ValueError(
+                f"vectors has shape {tuple(vectors.shape)} but {what} need "
+                f"[{len(given)}, d_model]: one row per layer, in the order of `layers`; pass "
+                "the matching rows (e.g. vectors[layers]) or the layers they belong to"
+            )
+        for name, stat in (stats or {}).items():
+            if tuple(stat.shape) != (len(given),):
+                raise ValueError(
+                    f"stat {name!r} has shape {tuple(stat.shape)} but {what} need "
+                    f"({len(given)},): one value per layer, in the order of `layers`"
+                )
         if len(set(given)) != len(given):
             raise ValueError(f"layers {list(layers or [])} repeat a block; give each block one row")
         order = sorted(range(len(given)), key=given.__getitem__)  # rows follow their layers
@@ -193,7 +214,9 @@ class DirectionSet:
 
     # -- identity ---------------------------------------------------------------------------------
     def digest(self) -> str:
-        """Hash of the content (values, stats, site, layers): this set's identity in result keys."""
+        """Hash of the whole content (values, stats, site, layers), e.g. for metadata.
+
+        Result keys use `digest_at`: an intervention's identity is the rows it applies."""
         return self._digest
 
     @functools.cached_property
@@ -207,6 +230,29 @@ class DirectionSet:
         }
         digest = hashlib.sha256(json.dumps(head, sort_keys=True).encode())
         for tensor in (self.vectors, *(self.stats[k] for k in sorted(self.stats))):
+            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return digest.hexdigest()[:20]
+
+    def digest_at(self, layers: Sequence[int], stats: Sequence[str] = ()) -> str:
+        """Hash of the vectors at `layers` only (and of the named `stats` there), with the site.
+
+        An intervention's identity in result keys (`Intervention.describe`): it depends on
+        what the edit reads, not on rows it never uses or on stats it does not need, so a
+        sub-set `ds.at(layers)` and a set with a stat added key the same at those layers.
+        """
+        rows = torch.tensor([self.layers.index(self._has(layer)) for layer in layers])
+        head = {
+            "site": self.meta.site,
+            "layers": list(layers),
+            "layer_convention": self.meta.layer_convention,
+            "d_model": int(self.vectors.shape[1]),
+            "stats": list(stats),
+        }
+        digest = hashlib.sha256(json.dumps(head, sort_keys=True).encode())
+        for name in stats:
+            if name not in self.stats:
+                raise KeyError(f"direction set has no stat {name!r}; it has {sorted(self.stats)}")
+        for tensor in (self.vectors[rows], *(self.stats[name][rows] for name in stats)):
             digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
         return digest.hexdigest()[:20]
 
@@ -316,11 +362,21 @@ class DirectionSet:
                 "if they share a residual basis (e.g. base and chat variants), pass "
                 "allow_other_model=True (CLI: --allow-other-model)"
             )
-            if meta.fingerprint and meta.fingerprint != model.fingerprint():
+            if (
+                meta.fingerprint
+                and meta.fingerprint != model.fingerprint()
+                and meta.fingerprint not in model.earlier_fingerprints()  # files from before
+            ):
                 raise VectorMismatch(
                     f"vector was extracted from {meta.model!r} (weights fingerprint "
                     f"{meta.fingerprint}) but is applied to {model.name!r} (fingerprint "
                     f"{model.fingerprint()}): different weights; {hint}"
+                    + (
+                        " (a float16 load rounds the weights differently from float32 and "
+                        "bfloat16 ones, so the same checkpoint fingerprints apart in float16)"
+                        if model.dtype == torch.float16
+                        else ""
+                    )
                 )
             if not meta.fingerprint and meta.model != model.name:
                 raise VectorMismatch(

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from interp.batching import Example
+from interp.batching import Example, encode_all
 from interp.capture import Reduction, capture
 from interp.io import data_path, read_jsonl
 from interp.models import Model
@@ -130,7 +130,7 @@ def ab_sweep(
     items: Sequence[ABItem],
     vectors: DirectionSet,
     layers: Sequence[int],
-    multipliers: Sequence[float],
+    multipliers: Sequence[float | int],
     store: RunStore | str | Path,
     *,
     behaviour: str = "",
@@ -140,8 +140,11 @@ def ab_sweep(
     """p(behaviour-matching letter) for every item × layer × multiplier; resumable.
 
     Each cell is one row of a batched forward (its own intervention); finished cells are
-    appended to `store` a batch at a time. A cell's key holds the vector's content digest and
-    the model fingerprint, so another vector or model never reuses these results.
+    appended to `store` a batch at a time. A cell's key holds the vector's values at its layer
+    (not its other rows or stats), the model fingerprint and dtype, and the digest of the
+    prompt's token ids (another chat template or tokenizer computes its own cells), so another
+    vector, model, dtype or template never reuses these results. Multipliers are keyed by
+    value (2 and 2.0 are one cell).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
@@ -152,19 +155,30 @@ def ab_sweep(
         for letter in ("A", "B")
     }
     identity = {
-        "fingerprint": model.fingerprint(),
-        "vector": vectors.digest(),  # the values, not the source data or the creation time
+        "fingerprint": model.fingerprint(),  # weights and architecture
+        "dtype": str(model.dtype).removeprefix("torch."),
         "site": vectors.meta.site,
         "positions": str(RESPONSE),
         "behaviour": behaviour,
         "system": system,
     }
-    cells = [(it, layer, mult) for it in items for layer in layers for mult in multipliers]
+    blocks = [iv.resolve_layers(vectors, layer)[0] for layer in layers]
+    values = [iv.finite_number("multiplier", mult) for mult in multipliers]
+    prompts_of = {it: Example(_chat(it, system), "(") for it in items}
+    tokens_of = {
+        key: enc.digest()[:20]
+        for key, enc in zip(prompts_of, encode_all(model, list(prompts_of.values())), strict=True)
+    }
+    cells = [(it, layer, mult) for it in items for layer in blocks for mult in values]
     configs = [
         {
             **identity,
+            # the values this cell's edit reads, not the source data or the creation time
+            "vector": vectors.digest_at([layer]),
             "question": it.question,
             "matching": it.matching,
+            # the token ids the model sees (under "prompt", a per-item field for summaries)
+            "prompt": {"tokens": tokens_of[it]},
             "layer": layer,
             "multiplier": mult,
         }
@@ -173,7 +187,7 @@ def ab_sweep(
     todo = store.todo(configs)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
-        prompts = [Example(_chat(cells[i][0], system), "(") for i in chunk]
+        prompts = [prompts_of[cells[i][0]] for i in chunk]
         plans = [
             [iv.add(vectors, cells[i][1], cells[i][2], positions=RESPONSE)]
             if cells[i][2] != 0

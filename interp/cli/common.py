@@ -35,7 +35,8 @@ def user_errors() -> Iterator[None]:
     """Turn the errors a user can fix (bad input, missing files or models) into one clear line."""
     try:
         yield
-    except (ValueError, KeyError, FileNotFoundError, EmbeddedModelMissing) as err:
+    except (ValueError, KeyError, FileNotFoundError, EmbeddedModelMissing, ArithmeticError) as err:
+        # ArithmeticError: FloatingPointError from an edit that overflowed, named in the message
         if debugging():
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err

@@ -44,12 +44,14 @@ def steer(
 ) -> None:
     """Sweep steering over layers × coefficients; write generations (resumable) and a figure.
 
-    Every generation is keyed by everything that produced it (vector content, model weights,
-    positions, scale, decoding settings, scorer), so running again into the same directory with
-    another vector or setting computes the new units and keeps the old ones; the table and the
-    figure show each configuration as its own series.
+    Every generation is keyed by everything that produced it (vector content, model weights and
+    dtype, prompt tokens, positions, scale, decoding settings), so running again into the same
+    directory with another vector or setting computes the new units and keeps the old ones; the
+    table and the figure show each configuration as its own series. Another --metric reuses the
+    stored generations and only scores them.
     """
     import math
+    from dataclasses import replace
 
     from interp.eval.metrics import check as check_metric
     from interp.eval.metrics import projection_scorer, summarize
@@ -89,7 +91,9 @@ def steer(
             )
         cells = grid(rows, ds, chosen, coefs, where, cast(ScaleMode, scale), samples)
         store_path = inside(out, "generations.jsonl")
-        scorer = projection_scorer(lm, ds) if metric == "projection" else None
+        # the projection reads the vectors only: a stat added later must not re-key its units
+        values = replace(ds, stats={})
+        scorer = projection_scorer(lm, values) if metric == "projection" else None
         run_sweep(
             lm,
             cells,

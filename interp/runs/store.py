@@ -3,6 +3,7 @@
 A unit is whatever a long run produces one of (a generation, a scored row, a judge call). Its
 key is a hash of the JSON of its config, which holds everything that produced it, so a run
 started again with the same arguments finds what is already done and computes only the rest.
+Numbers are keyed by value (`canonical`): 4 and 4.0 are one unit, -0.0 is 0.
 
 Concurrency (several processes may read and write one store):
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,9 +33,33 @@ from filelock import FileLock
 
 
 def unit_key(config: Mapping[str, Any]) -> str:
-    """Stable short hash of a unit's config (key order does not matter)."""
-    payload = json.dumps(config, sort_keys=True, default=str, ensure_ascii=False)
+    """Stable short hash of a unit's config (key order does not matter).
+
+    Numbers are keyed by their value, not their spelling: 4, 4.0 and numpy's 4 are one key,
+    and -0.0 is 0 (see `canonical`), so a coefficient list written [0, 2] or [0.0, 2.0]
+    finds the same units. Bools stay bools (True is not 1) and strings stay strings.
+    """
+    payload = json.dumps(canonical(config), sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def canonical(value: Any) -> Any:
+    """`value` with every number in its one keyed form: an integral value as an int (exact
+    below 2**53), -0.0 as 0, other reals as float; dicts, lists and tuples recursively."""
+    if isinstance(value, (bool, str)) or value is None:
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        if number.is_integer() and abs(number) < 2**53:
+            return int(number)  # also turns -0.0 into 0
+        return number
+    if isinstance(value, Mapping):
+        return {k: canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    return value
 
 
 def _parse(path: Path, data: bytes, first_line: int) -> tuple[list[dict[str, Any]], int]:

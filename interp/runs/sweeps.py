@@ -6,14 +6,21 @@ store, `batch_size` rows per generate call (each row with its own interventions)
 each finished cell at once, so a killed run loses at most the batch in flight. Each cell samples
 with a seed derived from its own config, so re-batching or resuming reproduces the same text.
 
-A cell's key covers everything that produced it: the model fingerprint (not its name, which is
-stored as a plain field), decoding settings, the prompt, each intervention (the vector by content
-digest, layers, site, positions, scale, coefficient) and the identity of the run-time `Scorer`.
-Another vector, decoding setting or scorer therefore computes new units, never reuses old ones.
+A cell's key covers everything that produced it: the model fingerprint (its weights and
+architecture; not its name, which is stored as a plain field) and the dtype it ran in, the
+digest of the prompt's token ids (so another chat template or tokenizer never reuses a text),
+decoding settings, each intervention (the vector by its values at the edited layers, site,
+positions, scale, coefficient) and the identity of the run-time `Scorer`. Another vector,
+dtype, decoding setting or scorer therefore computes new units, never reuses old ones. Numbers
+are keyed by value (`interp.runs.store.canonical`): coefficients 2 and 2.0 are one unit.
+
+The generation itself is keyed without the scorer (`gen_key`, stored in every record with the
+text and tokens): asking for another scorer (or none) reuses the stored generation and only
+runs the new scorer, so changing `--metric` never regenerates.
 
 `grid` builds the usual sweep: prompts × layers × coefficients (× samples) with one additive
-intervention per cell; its cells also record the vector's digest, so every coefficient
-(including the unsteered 0) is a point of that vector's curve.
+intervention per cell; its cells also record the vector's digest at their layer, so every
+coefficient (including the unsteered 0) is a point of that vector's curve.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from interp.batching import as_example
+from interp.batching import as_example, encode_all
 from interp.models import Model
 from interp.ops import ScaleMode
 from interp.positions import LAST_PROMPT, RESPONSE, Positions
@@ -64,27 +71,38 @@ def grid(
     prompts: Sequence[Any],
     vectors: DirectionSet,
     layers: Sequence[int],
-    coefs: Sequence[float],
+    coefs: Sequence[float | int],
     positions: Positions = RESPONSE | LAST_PROMPT,
     scale: ScaleMode = "raw",
     samples: int = 1,
 ) -> list[Cell]:
-    """prompts × layers × coefs × samples, one `add` per cell (coef 0 runs unsteered)."""
+    """prompts × layers × coefs × samples, one `add` per cell (coef 0 runs unsteered).
+
+    Each cell records the vector by its values at the cell's layer (`digest_at`), so every
+    coefficient, the unsteered 0 included, is a point of that vector's curve there, and a
+    sub-set or a set with a stat added keys the same. Coefficients are stored as floats.
+    """
     cells = []
     for p, prompt in enumerate(prompts):
-        for layer in layers:
+        for given in layers:
+            if isinstance(given, (list, tuple)):
+                raise TypeError(
+                    f"grid layers are one block per cell, got {given!r}; pass e.g. [10, 15]"
+                )
+            (layer,) = iv.resolve_layers(vectors, given)
             for coef in coefs:
+                value = iv.finite_number("coef", coef)  # 0, 0.0 and -0.0 are one float
                 plan = (
-                    (iv.add(vectors, layer, coef, positions=positions, scale=scale),)
-                    if coef != 0
+                    (iv.add(vectors, layer, value, positions=positions, scale=scale),)
+                    if value != 0
                     else ()
                 )
                 for sample in range(samples):
                     config = {
-                        "vector": vectors.digest(),
+                        "vector": vectors.digest_at([layer]),
                         "prompt_index": p,
                         "layer": layer,
-                        "coef": coef,
+                        "coef": value,
                         "positions": str(positions),
                         "scale": scale,
                         "sample": sample,
@@ -107,7 +125,12 @@ def run_sweep(
     allow_other_model: bool = False,
     progress: bool | None = None,
 ) -> RunStore:
-    """Generate every cell not yet in `store` and append it; returns the store."""
+    """Generate every cell not yet in `store` and append it; returns the store.
+
+    A generation is keyed without the scorer (`gen_key`, stored in each record with its text
+    and tokens): a unit asked for under another scorer, whose generation is already stored,
+    reuses that text and tokens and only runs the scorer.
+    """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if not cells:
@@ -119,48 +142,58 @@ def run_sweep(
         "top_p": top_p,
         "seed": seed,
     }
-    identity = {"fingerprint": model.fingerprint()}
+    # the weights (fingerprint) and the dtype they run in; the tokens the model actually sees
+    identity = {"fingerprint": model.fingerprint(), "dtype": _dtype_name(model)}
+    encoded = encode_all(model, [cell.prompt for cell in cells])
     produced = [
         {
             **identity,
             **generation,
             **cell.config,
-            "prompt": _prompt_json(cell.prompt),
+            # the prompt as given, and the digest of the token ids the model actually sees
+            "prompt": {**_prompt_json(cell.prompt), "tokens": tokens.digest()[:20]},
             "interventions": [i.describe() for i in cell.interventions],
         }
-        for cell in cells
+        for cell, tokens in zip(cells, encoded, strict=True)
     ]
-    # the scorer is part of the key, not of the sampling seed: same text under any scorer
+    gen_keys = [unit_key(config) for config in produced]
+    # the scorer is part of the unit's key, not of its generation's: same text under any scorer
     scored = {"scorer": dict(scorer.identity) if scorer is not None else None}
     full = [{**config, **scored} for config in produced]
     todo = store.todo(full)
+    made = _stored_generations(store, {gen_keys[i] for i in todo}) if todo else {}
     with progress_bar(len(cells), "sweep", "gen", progress, initial=len(cells) - len(todo)) as bar:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
-            seeds = [seed + int(unit_key(produced[i])[:12], 16) % 2**31 for i in chunk]
-            outs = generate(
-                model,
-                [cells[i].prompt for i in chunk],
-                [list(cells[i].interventions) for i in chunk],
-                max_new_tokens=max_new_tokens,
-                temperature=temperature,
-                top_p=top_p,
-                seeds=seeds,
-                batch_size=batch_size,
-                allow_other_model=allow_other_model,
-                progress=False,
-            )
+            fresh = [i for i in chunk if gen_keys[i] not in made]
+            if fresh:
+                outs = generate(
+                    model,
+                    [cells[i].prompt for i in fresh],
+                    [list(cells[i].interventions) for i in fresh],
+                    max_new_tokens=max_new_tokens,
+                    temperature=temperature,
+                    top_p=top_p,
+                    seeds=[seed + int(gen_keys[i][:12], 16) % 2**31 for i in fresh],
+                    batch_size=batch_size,
+                    allow_other_model=allow_other_model,
+                    progress=False,
+                )
+                made.update((gen_keys[i], out) for i, out in zip(fresh, outs, strict=True))
+            gens = [made[gen_keys[i]] for i in chunk]
             extras = (
-                scorer.score([full[i] for i in chunk], outs)
+                scorer.score([full[i] for i in chunk], gens)
                 if scorer is not None
                 else [{} for _ in chunk]
             )
-            for i, out, extra in zip(chunk, outs, extras, strict=True):
+            for i, out, extra in zip(chunk, gens, extras, strict=True):
                 store.append(
                     full[i],
                     {
                         "model": model.name,
+                        "gen_key": gen_keys[i],
                         "text": out.text,
+                        "tokens": list(out.tokens),
                         "n_tokens": len(out.tokens),
                         "finish": out.finish,
                         **extra,
@@ -168,3 +201,17 @@ def run_sweep(
                 )
             bar.update(len(chunk))
     return store
+
+
+def _dtype_name(model: Model) -> str:
+    return str(model.dtype).removeprefix("torch.")
+
+
+def _stored_generations(store: RunStore, wanted: set[str]) -> dict[str, Generation]:
+    """Generations already in `store` (under any scorer) for the generation keys `wanted`."""
+    found: dict[str, Generation] = {}
+    for record in store.records():
+        key = record.get("gen_key")
+        if key in wanted and key not in found and isinstance(record.get("tokens"), list):
+            found[key] = Generation(record["text"], tuple(record["tokens"]), record["finish"])
+    return found

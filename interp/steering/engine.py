@@ -15,7 +15,9 @@ projection; clamp: t the target activation, f the latent's (Jump)ReLU, u its dec
 (computed in float32, written back in the activation's dtype); every other position comes back
 bit for bit, and no full-size float32 copy is made. The ops' tensors and position masks follow
 the device of the activation they meet (cached per device), so models split over devices work.
-An edit that turns a finite activation into inf/NaN raises, naming the intervention.
+An edit that could overflow is refused when compiled (`Intervention.check_magnitude` in the
+model's dtype); one that still turns a finite activation into inf/NaN (e.g. a latent whose
+encoder reads a huge value) raises, naming the intervention and the prompt's index.
 
 Exactness: a batched row equals the row run alone bit for bit at the engine level; through a
 model, on CPU float32, logits agree to float rounding of the model's own batched matmuls
@@ -145,9 +147,14 @@ class _Op:
 
 
 def apply_op(
-    op: _Op, x: Float[Tensor, "batch pos d_model"], where: Bool[Tensor, "batch pos"]
+    op: _Op,
+    x: Float[Tensor, "batch pos d_model"],
+    where: Bool[Tensor, "batch pos"],
+    example_ids: Sequence[int] | None = None,
 ) -> Float[Tensor, "batch pos d_model"]:
-    """Apply one batched op to `x` at the positions `where` (already restricted to its rows)."""
+    """Apply one batched op to `x` at the positions `where` (already restricted to its rows).
+
+    `example_ids` (the dataset index of each row) lets an overflow name the prompt."""
     rows, pos = where.nonzero(as_tuple=True)
     if rows.numel() == 0:
         return x
@@ -161,11 +168,18 @@ def apply_op(
     edited = (picked + target[:, None] * op.vec[rows]).to(x.dtype)
     broken = ~torch.isfinite(edited).all(dim=-1)
     if bool(broken.any()):
-        _refuse_overflow(op, x, rows, broken & torch.isfinite(picked).all(dim=-1))
+        culprit = broken & torch.isfinite(picked).all(dim=-1)
+        _refuse_overflow(op, x, rows, culprit, example_ids)
     return x.index_put((rows, pos), edited)
 
 
-def _refuse_overflow(op: _Op, x: Tensor, rows: Tensor, culprit: Bool[Tensor, " selected"]) -> None:
+def _refuse_overflow(
+    op: _Op,
+    x: Tensor,
+    rows: Tensor,
+    culprit: Bool[Tensor, " selected"],
+    example_ids: Sequence[int] | None,
+) -> None:
     """Raise for the first row whose edit made a finite activation inf/NaN (if any did)."""
     if not bool(culprit.any()):
         return  # the activation was already non-finite: not this edit's doing
@@ -173,9 +187,11 @@ def _refuse_overflow(op: _Op, x: Tensor, rows: Tensor, culprit: Bool[Tensor, " s
     iv = op.sources[r]
     assert iv is not None
     label = f" {iv.label!r}" if iv.label else ""
+    # the prompt's index in the caller's data, not its place in a length-sorted batch
+    who = f"prompt {example_ids[r]}" if example_ids is not None else f"batch row {r}"
     raise FloatingPointError(
         f"the {iv.kind} intervention{label} at {op.site} layer {op.layer} with coefficient "
-        f"{iv.coef:g} made batch row {r}'s activation inf/NaN in {x.dtype}; use a smaller "
+        f"{iv.coef:g} made the activation of {who} inf/NaN in {x.dtype}; use a smaller "
         "coefficient (or a wider dtype)"
     )
 
@@ -208,8 +224,11 @@ class Steerer:
                 if iv.directions is not None and id(iv.directions) not in checked:
                     iv.directions.check(model, allow_other_model=allow_other_model)
                     checked.add(id(iv.directions))
-                if iv.latent is not None:
-                    iv.latent.check(model)
+                if id(iv) not in checked:
+                    if iv.latent is not None:
+                        iv.latent.check(model)
+                    iv.check_magnitude(model.dtype, model.d_model)  # float16 holds less
+                    checked.add(id(iv))
                 for layer in iv.layers:
                     hook = (iv.site, model.layer(layer))
                     at_hook.setdefault(hook, [[] for _ in range(n)])[r].append((iv, layer))
@@ -272,7 +291,7 @@ class Steerer:
         assert view is not None, "Steerer.set_view must be called before each forward"
         for op in self.ops.get((site, layer), []):
             local = op.to(x.device)
-            x = apply_op(local, x, self._where(local, view))
+            x = apply_op(local, x, self._where(local, view), view.example_ids)
         return x
 
     def apply(self, site: Site, layer: int, x: Tensor) -> Tensor:

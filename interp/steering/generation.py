@@ -18,6 +18,9 @@ differ where two candidates are that close.
 
 `next_token_logprobs` is the analysis twin: a forward through the bridge (hook points and all)
 returning the log-probabilities after each row's last token, with interventions applied.
+
+Under interventions, NaN or +inf logits raise (naming the prompt and its edits) rather than
+being sampled from or returned.
 """
 
 from __future__ import annotations
@@ -201,6 +204,8 @@ def _generate_batch(
         for step in range(max_new_tokens):
             gens = [generators[i] for i in alive]
             logits = out.logits[:, -1]
+            if steerer:
+                _check_logits(logits, [ids[i] for i in alive], [plans[i] for i in alive])
             if step < min_new_tokens and eos:
                 logits = logits.index_fill(
                     -1, torch.tensor(sorted(eos), device=logits.device), float("-inf")
@@ -243,6 +248,33 @@ def _generate_batch(
         )
         for i, tokens in enumerate(outputs)
     ]
+
+
+def _check_logits(
+    logits: Float[Tensor, "batch vocab"],
+    example_ids: Sequence[int],
+    plans: Sequence[Sequence[Intervention]],
+) -> None:
+    """Refuse NaN or +inf logits under interventions, naming the first such prompt's edits.
+
+    Compile-time checks refuse edits too large for the dtype; this catches what gets past them
+    (e.g. a latent whose encoder reads a huge value), instead of sampling from garbage.
+    """
+    bad = (logits.isnan() | logits.isposinf()).any(dim=-1)  # -inf: a token ruled out, fine
+    if not bool(bad.any()):
+        return
+    rows = bad.nonzero().flatten().tolist()
+    r = next((i for i in rows if plans[i]), rows[0])  # a steered row, if any is broken
+    edits = "; ".join(_summary(i) for i in plans[r]) or "none on this row"
+    raise FloatingPointError(
+        f"the logits of prompt {example_ids[r]} are NaN/inf under its interventions ({edits}); "
+        "the edits broke the forward pass: use smaller coefficients or values"
+    )
+
+
+def _summary(iv: Intervention) -> str:
+    label = f" {iv.label!r}" if iv.label else ""
+    return f"{iv.kind}{label} at {iv.site} layers {list(iv.layers)} coef {iv.coef:g}"
 
 
 def _cache_arg(hf: Any, cache: Any) -> dict[str, Any]:
@@ -355,9 +387,10 @@ def next_token_logprobs(
                 use_cache=False,
             )
         last = batch.attention_mask.sum(dim=-1) - 1
-        picked = (
-            logits[torch.arange(len(group), device=logits.device), last].float().log_softmax(dim=-1)
-        )
+        final = logits[torch.arange(len(group), device=logits.device), last]
+        if steerer:
+            _check_logits(final, group, group_plans)
+        picked = final.float().log_softmax(dim=-1)
         for j, i in enumerate(group):
             out[i] = picked[j].cpu()
     return torch.stack([t for t in out if t is not None])

@@ -14,9 +14,17 @@ residual norm at that layer, from the set's `resid_norm` stat; see `measure_resi
 Every factory takes (what, where, how much) in that order: `add(directions, layers, coef)`,
 `ablate(directions, layers)`, `set_projection(directions, layers, value)`, `clamp(latent,
 layer, value)`; the rest (`positions`, `scale`, `site`, `label`) is keyword-only. Layers are TL
-block indices: a direction set's are those it covers; `clamp`'s layer may be negative (from the
-end), resolved against the model when the edits are compiled, the same for analysis forwards and
-for generation. Coefficients and values must be finite.
+block indices and may be negative (from the end), as everywhere: a direction set's are resolved
+against the depth of the model it was made on (its metadata) and must be layers it covers;
+`clamp`'s is resolved against the model when the edits are compiled, the same for analysis
+forwards and for generation.
+
+Coefficients and values must be finite numbers (not bools or strings), and small enough that
+the edit cannot overflow: |coef| × ‖scaled direction‖ must stay under `magnitude_limit` (the
+norm past which squaring the activation in a following normalisation, computed in float32,
+overflows). The factories check it in float32, the precision the engine computes edits in;
+`Steerer.compile` checks it again in the model's dtype. A result past it is not a steered
+model but arithmetic debris (uniform logits, empty texts), so it is refused up front.
 
 Each row of a batch carries its own list of interventions, so a sweep over coefficients, layers
 and policies is one batched forward. `Steerer` compiles those lists into per-hook batched ops and
@@ -28,9 +36,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, SupportsFloat
 
 import torch
 from jaxtyping import Float
@@ -69,6 +78,14 @@ class Latent:
                 )
             if not bool(torch.isfinite(t).all()):
                 raise ValueError(f"latent {name} contains NaN or inf values; refusing to use it")
+        for name, value in (("bias", self.bias), ("threshold", self.threshold)):
+            if isinstance(value, bool) or not isinstance(value, SupportsFloat):
+                raise TypeError(f"latent {name} must be a number, got {value!r}")
+            if not math.isfinite(float(value)):
+                raise ValueError(
+                    f"latent {name} is {value!r}; it must be a finite number (check the SAE's "
+                    f"{'b_enc / b_dec' if name == 'bias' else 'threshold'} for NaN or inf)"
+                )
 
     def activation(self, x: Float[Tensor, "*batch d_model"]) -> Float[Tensor, "*batch"]:
         pre = x @ self.encoder.to(x.dtype) + self.bias
@@ -101,8 +118,15 @@ class Intervention:
 
     def describe(self) -> dict[str, Any]:
         """JSON-able identity of this intervention (used in result keys and metadata)."""
-        # the vector by content (values, stats, site, layers), never by name or creation time
-        vector = self.directions.digest() if self.directions is not None else None
+        # the vector by the content this edit reads (its rows, the resid_norm stat when it scales
+        # by it), never by name, creation time, other rows or unused stats
+        vector = (
+            self.directions.digest_at(
+                self.layers, ("resid_norm",) if self.scale == "resid_norm" else ()
+            )
+            if self.directions is not None
+            else None
+        )
         return {
             "kind": self.kind,
             "layers": list(self.layers),
@@ -134,31 +158,99 @@ class Intervention:
             norm = torch.tensor([self.directions.stat("resid_norm", layer)])
         return ops.scale_directions(raw, self.scale, norm)[0]
 
+    def magnitude(self) -> tuple[float, float]:
+        """(|coef| × ‖vector‖, ‖vector‖): the largest norm this edit writes from its own terms,
+        over its layers, and the vector norm behind it (ablate writes at most the activation's
+        own projection, so it counts 0 here)."""
+        if self.kind == "ablate":
+            return 0.0, 0.0
+        norm = max(float(self.vector(layer).float().norm()) for layer in self.layers)
+        return abs(self.coef) * norm, norm
 
-def _layers(directions: DirectionSet, layers: int | Sequence[int] | None) -> tuple[int, ...]:
+    def check_magnitude(self, dtype: torch.dtype, d_model: int) -> None:
+        """Raise unless |coef| × ‖vector‖ is under `magnitude_limit(dtype, d_model)`."""
+        (size, norm), limit = self.magnitude(), magnitude_limit(dtype, d_model)
+        if size > limit:
+            label = f" {self.label!r}" if self.label else ""
+            what = "coef" if self.kind == "add" else "value"
+            raise ValueError(
+                f"the {self.kind} intervention{label} at {self.site} layers {list(self.layers)} "
+                f"writes |{what}| x ||vector|| = {size:.3g}, over the {limit:.3g} that "
+                f"{str(dtype).removeprefix('torch.')} activations of width {d_model} can take "
+                "(squaring it in the next norm would overflow, leaving uniform logits and empty "
+                f"texts); give a smaller {what}: |{what}| <= {limit / norm:.3g} for this vector "
+                f"(norm {norm:.3g} with scale {self.scale!r})"
+            )
+
+
+def magnitude_limit(dtype: torch.dtype, d_model: int) -> float:
+    """Largest norm an edit may write into `dtype` activations of width `d_model`.
+
+    sqrt(max / d_model) with `max` float32's largest value (normalisations square the
+    activation, in float32 at least; and the engine computes edits in float32), and never
+    more than the largest value `dtype` itself holds (float16: 65504).
+    """
+    compute = torch.finfo(torch.float32).max
+    return min(math.sqrt(compute / d_model), float(torch.finfo(dtype).max))
+
+
+def resolve_layers(directions: DirectionSet, layers: int | Sequence[int] | None) -> tuple[int, ...]:
+    """The blocks an edit of `directions` applies to: negative ones count from the end of the
+    model the set was made on (its metadata), and each must be one the set covers."""
     if layers is None:
         return directions.layers
-    if isinstance(layers, int) and not isinstance(layers, bool):
-        chosen: tuple[int, ...] = (layers,)
-    elif isinstance(layers, Sequence) and all(
-        isinstance(x, int) and not isinstance(x, bool) for x in layers
-    ):
-        chosen = tuple(sorted(set(layers)))
+
+    def whole(x: object) -> bool:
+        return not isinstance(x, bool) and hasattr(type(x), "__index__")
+
+    if whole(layers):
+        given: list[int] = [operator.index(layers)]  # type: ignore[arg-type]
+    elif isinstance(layers, Sequence) and all(whole(x) for x in layers):
+        given = [operator.index(x) for x in layers]
     else:
         raise TypeError(
             f"layers must be an int, a list of ints or None (all the set covers), got {layers!r}; "
             "the order is (directions, layers, coef/value)"
         )
+    n = directions.meta.n_layers
+    for layer in given:
+        if not -n <= layer < n:
+            raise ValueError(
+                f"layer {layer} is out of range for the {n}-layer model this set was made on "
+                f"({directions.meta.model}); it covers layers {list(directions.layers)}"
+            )
+    chosen = tuple(sorted({layer % n for layer in given}))
     for layer in chosen:
         directions[layer]  # KeyError with the covered layers when missing
     return chosen
 
 
-def _finite(name: str, value: float) -> float:
-    """`value` as a float, refused unless finite (NaN/inf would turn activations into NaN)."""
-    if not math.isfinite(value):
+def finite_number(name: str, value: object) -> float:
+    """`value` as a float, refused unless a finite number (NaN/inf turn activations into NaN);
+    -0.0 becomes 0.0 (one value, one result key)."""
+    if isinstance(value, bool) or not isinstance(value, SupportsFloat):
+        raise TypeError(
+            f"{name} must be a number, got {value!r} ({type(value).__name__}); the order is "
+            f"(what, layers, {name}), e.g. add(directions, 12, 4.0)"
+        )
+    number = float(value)
+    if not math.isfinite(number):
         raise ValueError(f"{name} must be a finite number, got {value!r}; give a finite value")
-    return float(value)
+    return number + 0.0
+
+
+def _checked(intervention: Intervention) -> Intervention:
+    """`intervention`, once its write is small enough for float32 (see `magnitude_limit`)."""
+    directions = intervention.directions
+    if intervention.scale == "resid_norm" and directions and "resid_norm" not in directions.stats:
+        return intervention  # vector() says what is missing when it is compiled
+    d_model = (
+        intervention.directions.meta.d_model
+        if intervention.directions is not None
+        else int(intervention.vector(intervention.layers[0]).shape[0])
+    )
+    intervention.check_magnitude(torch.float32, d_model)
+    return intervention
 
 
 def add(
@@ -171,16 +263,17 @@ def add(
     label: str = "",
 ) -> Intervention:
     """Add `coef` × the (scaled) direction at each of `layers` (default: all the set covers)."""
-    return Intervention(
+    made = Intervention(
         "add",
-        _layers(directions, layers),
+        resolve_layers(directions, layers),
         directions.meta.site,
-        _finite("coef", coef),
+        finite_number("coef", coef),
         positions,
         scale,
         directions,
         label=label,
     )
+    return _checked(made)
 
 
 def ablate(
@@ -193,7 +286,7 @@ def ablate(
     """Project the direction out of the residual (directional ablation)."""
     return Intervention(
         "ablate",
-        _layers(directions, layers),
+        resolve_layers(directions, layers),
         directions.meta.site,
         0.0,
         positions,
@@ -212,16 +305,17 @@ def set_projection(
     label: str = "",
 ) -> Intervention:
     """Set the scalar projection onto the unit direction to `value` at `layers` (None: all)."""
-    return Intervention(
+    made = Intervention(
         "set",
-        _layers(directions, layers),
+        resolve_layers(directions, layers),
         directions.meta.site,
-        _finite("value", value),
+        finite_number("value", value),
         positions,
         "unit",
         directions,
         label=label,
     )
+    return _checked(made)
 
 
 def clamp(
@@ -233,20 +327,25 @@ def clamp(
     positions: Positions = ALL,
     label: str = "",
 ) -> Intervention:
-    """Clamp a dictionary latent's activation to `value` at `layer` (the SAE hook)."""
-    if isinstance(layer, bool) or not isinstance(layer, int):
+    """Clamp a dictionary latent's activation to `value` at `layer` (the SAE hook).
+
+    `layer` may be negative (from the end): it is resolved against the model the edit is
+    compiled for, as the latent records no depth.
+    """
+    if isinstance(layer, bool) or not hasattr(type(layer), "__index__"):
         raise TypeError(f"layer must be an int (negative counts from the end), got {layer!r}")
-    return Intervention(
+    made = Intervention(
         "clamp",
-        (layer,),
+        (operator.index(layer),),
         check_site(site),
-        _finite("value", value),
+        finite_number("value", value),
         positions,
         "raw",
         None,
         latent,
         label,
     )
+    return _checked(made)
 
 
 def measure_resid_norm(

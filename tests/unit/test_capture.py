@@ -290,3 +290,37 @@ def test_cli_capture_errors_are_one_line(tiny_dir, tmp_path):
     assert "is an existing directory" in result.output and "Traceback" not in result.output
     result = run_cli(tiny_dir, tmp_path, "-o", str(tmp_path / "a.safetensors"), "--layers", "3-1")
     assert result.exit_code == 2 and "'3-1'" in result.output and "'1-3'" in result.output
+
+
+def test_explicit_positions_never_share_cache_rows_between_equal_texts(tiny, tmp_path):
+    """Two identical texts with different Explicit masks: the cache used to key rows by tokens
+    alone, so a cached run gave both examples the last-written row."""
+    from interp.capture import Reduction
+    from interp.positions import Explicit
+
+    data = ["Tell me about the ocean", "Tell me about the ocean"]
+    pos = Explicit.of([[p == k for p in range(6)] for k in (1, 4)])
+    reduce = {"x": Reduction(pos, "mean"), "t": Reduction(pos, "tokens")}
+    ids = torch.tensor([encode_all(tiny, data[:1])[0].ids])
+    name = tiny.hook_name("resid_post", 1)
+    with torch.no_grad():
+        _, cache = tiny.bridge.run_with_cache(ids, names_filter=[name])
+    expected = cache[name][0, [1, 4]]  # example 0 reads position 1, example 1 position 4
+    for run in ("fresh", "cached"):
+        got = capture(tiny, data, reduce, layers=[1], cache_dir=tmp_path, progress=False)
+        assert got.meta["from_cache"] == (2 if run == "cached" else 0)
+        torch.testing.assert_close(got["x"][:, 0], expected, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(got["t"][:, 0], expected, rtol=1e-4, atol=1e-4)
+        assert got.token_index["t"][1].tolist() == [1, 4]
+
+
+def test_the_cache_keys_the_model_dtype(tiny_dir, tmp_path):
+    """fp32 and bf16 loads share the fingerprint; the capture cache must still tell them apart."""
+    fp32 = interp.load_model(str(tiny_dir), device="cpu")
+    bf16 = interp.load_model(str(tiny_dir), device="cpu", dtype="bfloat16")
+    assert fp32.fingerprint() == bf16.fingerprint()
+    first = capture(fp32, DATA[:2], "last", layers=[1], cache_dir=tmp_path, progress=False)
+    second = capture(bf16, DATA[:2], "last", layers=[1], cache_dir=tmp_path, progress=False)
+    alone = capture(bf16, DATA[:2], "last", layers=[1], progress=False)
+    assert second.meta["from_cache"] == 0 and torch.equal(second["last"], alone["last"])
+    assert not torch.equal(first["last"], second["last"])

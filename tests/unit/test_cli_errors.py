@@ -58,3 +58,45 @@ def test_interp_debug_reraises_with_the_traceback(tiny_dir, tmp_path):
 def test_help_documents_interp_debug():
     result = runner.invoke(app, ["--help"])
     assert "INTERP_DEBUG=1" in result.output
+
+
+def _steer_args(tiny_dir, tmp_path, *extra: str) -> list[str]:
+    from interp import load_model
+    from interp.vectors import DirectionSet
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"prompt": "Tell me about the ocean"}) + "\n")
+    g = torch.Generator().manual_seed(0)
+    lm = load_model(str(tiny_dir), device="cpu")
+    vector = DirectionSet.from_tensor(torch.randn(4, 64, generator=g), lm)
+    path = vector.save(tmp_path / "v.safetensors")
+    out = tmp_path / "out"
+    args = ["steer", str(prompts), "-v", str(path), "-o", str(out), "-m", str(tiny_dir)]
+    return [*args, "--layers", "1", "--max-new-tokens", "3", "--metric", "length", *extra]
+
+
+def test_a_coefficient_past_the_dtype_bound_is_one_line_and_stores_nothing(tiny_dir, tmp_path):
+    """`--coef 1e30 --scale unit` used to store empty texts from uniform logits, with rc 0."""
+    args = _steer_args(tiny_dir, tmp_path, "--coef", "0", "--coef", "1e30", "--scale", "unit")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    line = _one_error_line(result.output)
+    assert "writes |coef| x ||vector|| = 1e+30, over the" in line
+    assert "give a smaller coef: |coef| <= 2.31e+18 for this vector (norm 1 " in line
+    assert not (tmp_path / "out" / "generations.jsonl").exists()
+
+
+def test_an_overflowing_edit_is_one_line_not_a_traceback(tiny_dir, tmp_path, monkeypatch):
+    """FloatingPointError (an edit that overflowed, see `engine.apply_op`) is an error the user
+    fixes with a smaller coefficient: one line and exit 2, like a ValueError."""
+    import interp.runs.sweeps as sweeps
+
+    said = "the add intervention at resid_post layer 1 with coefficient 4 made prompt 0 inf"
+
+    def overflowing(*args, **kwargs):
+        raise FloatingPointError(said)
+
+    monkeypatch.setattr(sweeps, "generate", overflowing)
+    result = runner.invoke(app, _steer_args(tiny_dir, tmp_path, "--coef", "4"))
+    assert result.exit_code == 2, result.exception
+    assert _one_error_line(result.output) == f"error: {said}"

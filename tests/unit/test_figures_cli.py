@@ -340,7 +340,8 @@ def test_steer_into_a_used_directory_computes_new_configs_and_keeps_them_apart(t
     two = _steer(prompts, second, out, tiny_dir, "--metric", "length")
     assert two.exit_code == 0, two.output
     records = read_records(out / "generations.jsonl")
-    digests = {DirectionSet.load(v).digest() for v in (first, second)}
+    # each cell names its vector by the values at its layer (`_steer` sweeps blocks 1 and 2)
+    digests = {DirectionSet.load(v).digest_at([b]) for v in (first, second) for b in (1, 2)}
     assert len(records) == 12 and {r["config"]["vector"] for r in records} == digests
     assert "holds several configurations (differing in vector)" in two.output
     from interp.figures.plots import steering_curve

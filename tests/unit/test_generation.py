@@ -331,11 +331,26 @@ def test_one_intervention_per_prompt_in_a_flat_list_is_refused(tiny):
     assert engine.per_row(a, 2) == [[a], [a]]
 
 
-def test_an_overflowing_edit_names_the_intervention(tiny):
-    """coef 1e38 turns the residual into inf: refuse, naming kind, label, site, layer, coef."""
-    huge = iv.add(vectors(tiny), 2, 1e38, positions=LAST, label="huge")
-    message = r"add intervention 'huge' at resid_post layer 2 with coefficient 1e\+38"
+def test_an_overflowing_edit_names_the_intervention_and_the_prompt(tiny):
+    """An edit that turns the residual into inf is refused, naming kind, label, site, layer,
+    coefficient and the prompt's index in the caller's list (it used to name the row of the
+    length-sorted batch: "batch row 2" for prompt 1 here).
+
+    Coefficients that large are refused up front now; a clamp whose latent reads a huge value
+    still overflows: f(x) = bias = 3e38 and the decoder writes (0 − f)·4·e₀ = −1.2e39."""
+    decoder = torch.zeros(64)
+    decoder[0] = 4.0
+    huge = iv.Latent(torch.zeros(64), decoder, 3e38)
+    edit = iv.clamp(huge, 2, 0.0, positions=LAST, label="huge")
+    prompts = ["Tell me about the ocean and the mountains.", "Hi", "Why did the chicken"]
+    plans = [[], [edit], []]  # sorted by length, "Hi" is the batch's last row
+    message = (
+        r"clamp intervention 'huge' at resid_post layer 2 with coefficient 0 made the "
+        r"activation of prompt 1 inf/NaN"
+    )
     with pytest.raises(FloatingPointError, match=message):
-        generate(tiny, PROMPTS[:2], huge, max_new_tokens=4)
+        generate(tiny, prompts, plans, max_new_tokens=4)
     with pytest.raises(FloatingPointError, match=message):
-        next_token_logprobs(tiny, PROMPTS[:2], [[], [huge]])
+        next_token_logprobs(tiny, prompts, plans)
+    with pytest.raises(ValueError, match=r"add intervention 'big' at resid_post layers \[2\]"):
+        iv.add(vectors(tiny), 2, 1e38, positions=LAST, label="big")  # refused before any run

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -343,3 +345,95 @@ def test_factories_take_what_where_how_much(tiny):
         iv.add(ds, 1, 2.0, LAST)  # type: ignore[call-arg]
     with pytest.raises(TypeError):
         iv.set_projection(ds, 1.5, 2)  # type: ignore[arg-type]  # the old (value, layers) order
+
+
+def test_coefficients_past_the_dtype_bound_are_refused_up_front(tiny):
+    """unit-scaled 1e25 and 1e38 used to give uniform logits and empty texts with no error:
+    the edit itself stays finite, but squaring it in the next RMSNorm overflows."""
+    import dataclasses
+    import math
+
+    from interp.steering.generation import generate
+
+    limit = math.sqrt(torch.finfo(torch.float32).max / 64)  # squared norm fits in float32
+    assert iv.magnitude_limit(torch.float32, 64) == pytest.approx(limit)
+    assert iv.magnitude_limit(torch.float16, 64) == 65504.0  # the edit itself must fit
+    ds = vectors(tiny)
+    latent = iv.Latent(torch.ones(64), torch.full((64,), 0.125), 0.0)  # decoder norm 1
+    for coef in (1e25, 1e38):
+        with pytest.raises(ValueError, match=r"add intervention at resid_post layers \[1\]"):
+            iv.add(ds, 1, coef, scale="unit")
+        with pytest.raises(ValueError, match="give a smaller value"):
+            iv.set_projection(ds, 1, -coef)
+        with pytest.raises(ValueError, match="give a smaller value"):
+            iv.clamp(latent, 1, coef)
+        # built by hand, past the factory: refused when compiled, on both paths
+        sneaked = dataclasses.replace(iv.add(ds, 1, 1.0, scale="unit"), coef=coef)
+        with pytest.raises(ValueError, match=r"writes \|coef\| x \|\|vector\|\| = 1e\+(25|38)"):
+            next_token_logprobs(tiny, ["Hi"], sneaked)
+        with pytest.raises(ValueError, match=r"over the 2.31e\+18 that float32 activations"):
+            generate(tiny, ["Hi"], sneaked, max_new_tokens=2)
+    raw = ds[1].norm().item()  # raw scale: the bound is on coef x the vector's own norm
+    with pytest.raises(ValueError, match="smaller coef"):
+        iv.add(ds, 1, 1.01 * limit / raw)
+    fine = iv.add(ds, 1, 0.99 * limit / raw)
+    assert torch.isfinite(next_token_logprobs(tiny, ["Hi"], fine)).all()
+
+
+def test_non_finite_logits_under_interventions_name_them(tiny):
+    """What gets past the bound and still breaks the forward is refused, not sampled from."""
+    from interp.steering.generation import generate
+
+    edit = iv.add(vectors(tiny), 1, 0.5, label="mild")
+    head = tiny.hf.lm_head._modules["_original_component"]
+    broken = head.register_forward_hook(lambda module, args, out: torch.full_like(out, math.nan))
+    message = r"logits of prompt 1 are NaN/inf under its interventions \(add 'mild' at resid_post"
+    try:
+        with pytest.raises(FloatingPointError, match=message):
+            generate(tiny, ["Hi", "Tell me about the ocean"], [[], [edit]], max_new_tokens=2)
+        with pytest.raises(FloatingPointError, match=message):
+            next_token_logprobs(tiny, ["Hi", "Tell me about the ocean"], [[], [edit]])
+    finally:
+        broken.remove()
+
+
+def test_latent_bias_and_threshold_are_checked_by_name(tiny):
+    """A NaN bias used to be reported as the coefficient's fault."""
+    ok = torch.ones(64)
+    for field, latent in (
+        ("bias", iv.Latent(ok, ok, math.nan)),
+        ("threshold", iv.Latent(ok, ok, 0.0, math.inf)),
+    ):
+        with pytest.raises(ValueError, match=f"latent {field} is (nan|inf); it must be a finite"):
+            next_token_logprobs(tiny, ["Hi"], iv.clamp(latent, 1, 1.0))
+
+
+def test_factory_arguments_are_named_and_negative_layers_count_from_the_end(tiny, monkeypatch):
+    import jaxtyping
+
+    ds = vectors(tiny)
+    monkeypatch.setattr(jaxtyping.config, "jaxtyping_disable", True)  # as users run it
+    with pytest.raises(TypeError, match=r"coef must be a number, got '3' \(str\)"):
+        iv.add(ds, 1, "3")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"coef must be a number, got True \(bool\)"):
+        iv.add(ds, 1, True)
+    with pytest.raises(TypeError, match=r"value must be a number, got None"):
+        iv.set_projection(ds, 1, None)  # type: ignore[arg-type]
+    # -1 is the last block of the 4-layer model the set was made on (it used to be a KeyError)
+    last = iv.add(ds, -1, 2.0)
+    assert last.layers == (3,) and last.describe() == iv.add(ds, 3, 2.0).describe()
+    assert iv.ablate(ds, [-1, 0]).layers == (0, 3)
+    assert torch.equal(
+        next_token_logprobs(tiny, ["Hi"], last),
+        next_token_logprobs(tiny, ["Hi"], iv.add(ds, 3, 2.0)),
+    )
+    with pytest.raises(KeyError, match=r"no vector for layer 3; this set covers layers \[1, 2\]"):
+        iv.add(ds.at([1, 2]), -1, 1.0)
+    with pytest.raises(ValueError, match="layer -5 is out of range for the 4-layer model"):
+        iv.add(ds, -5, 1.0)
+    # clamp resolves its negative layer against the model: the same block, the same logits
+    latent = iv.Latent(torch.ones(64), torch.ones(64), 0.0)
+    assert torch.equal(
+        next_token_logprobs(tiny, ["Hi"], iv.clamp(latent, -1, 1.0)),
+        next_token_logprobs(tiny, ["Hi"], iv.clamp(latent, 3, 1.0)),
+    )

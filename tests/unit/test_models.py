@@ -123,3 +123,58 @@ def test_bad_devices_fail_before_loading(tiny_dir):
     else:
         with pytest.raises(ValueError, match=r"device 'cuda' needs CUDA, but .*use device 'cpu'"):
             interp.load_model(str(tiny_dir), device="cuda")
+
+
+def test_fingerprint_is_the_weights_and_architecture_not_the_load(tiny_dir, tmp_path, monkeypatch):
+    """float32 and bfloat16 loads of one checkpoint share the fingerprint (a vector made on one
+    fits the other); the transformers version and run-time switches do not enter it; other
+    weights or another architecture hyperparameter do."""
+    import json
+    import shutil
+
+    import transformers.configuration_utils as configuration_utils
+
+    from interp.steering import interventions as iv
+    from interp.steering.generation import next_token_logprobs
+    from interp.vectors import DirectionSet
+    from tests.tiny import write_tiny_model
+
+    fp32 = interp.load_model(str(tiny_dir), device="cpu", dtype="float32")
+    bf16 = interp.load_model(str(tiny_dir), device="cpu", dtype="bfloat16")
+    assert bf16.dtype == torch.bfloat16 and fp32.fingerprint() == bf16.fingerprint()
+    ds = DirectionSet.from_tensor(torch.randn(4, 64), fp32)
+    steered = next_token_logprobs(bf16, ["Hi"], iv.add(ds, 1, 2.0))  # no VectorMismatch
+    assert steered.shape == (1, len(bf16.tokenizer))
+
+    # a new transformers release, another attention kernel, use_cache: the same model
+    monkeypatch.setattr(configuration_utils, "__version__", "99.0.0")
+    assert bf16.hf.config.to_dict()["transformers_version"] == "99.0.0"
+    bf16.hf.config.use_cache = not bf16.hf.config.use_cache
+    bf16.hf.config._attn_implementation = "sdpa"
+    bf16._fingerprint = None  # recompute from scratch
+    assert bf16.fingerprint() == fp32.fingerprint()
+
+    other = write_tiny_model(tmp_path / "other", seed=1)  # other weights
+    assert interp.load_model(str(other), device="cpu").fingerprint() != fp32.fingerprint()
+    changed = tmp_path / "eps"  # same weights, another normalisation epsilon
+    shutil.copytree(tiny_dir, changed)
+    config = json.loads((changed / "config.json").read_text())
+    config["rms_norm_eps"] = config["rms_norm_eps"] * 10
+    (changed / "config.json").write_text(json.dumps(config))
+    assert interp.load_model(str(changed), device="cpu").fingerprint() != fp32.fingerprint()
+
+
+def test_layers_take_integer_scalars_and_refuse_floats(tiny, monkeypatch):
+    import jaxtyping
+    import numpy as np
+
+    from interp.capture import capture
+
+    assert tiny.layers(np.int64(2)) == [2] and tiny.layers(torch.tensor(-1)) == [3]
+    assert tiny.layers(np.array([3, 1])) == [1, 3]
+    monkeypatch.setattr(jaxtyping.config, "jaxtyping_disable", True)  # as users run it
+    # used to fail with "'float' object is not iterable"
+    with pytest.raises(TypeError, match=r"whole block index \(int\), got 2.0 \(float\)"):
+        capture(tiny, ["Hi"], "last", layers=2.0, progress=False)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"got True \(bool\)"):
+        tiny.layers(True)

@@ -296,7 +296,9 @@ def test_two_vectors_with_the_same_metadata_never_share_results(tiny, tmp_path):
     alone = _sweep(tiny, second, tmp_path / "alone.jsonl").records()
     steered = [r for r in store.records() if r["config"]["coef"] == 6.0]
     assert len(store.records()) == 4 and len(steered) == 2  # the second vector was computed
-    mine = [r for r in steered if r["config"]["interventions"][0]["vector"] == second.digest()]
+    mine = [
+        r for r in steered if r["config"]["interventions"][0]["vector"] == second.digest_at([1])
+    ]
     theirs = [r for r in alone if r["config"]["coef"] == 6.0]
     assert [r["text"] for r in mine] == [r["text"] for r in theirs]  # its own generations
 
@@ -352,7 +354,161 @@ def test_ab_sweep_keys_the_vector_by_its_values_not_its_data_hash(tiny, tmp_path
     alone = caa.ab_sweep(tiny, items, second, [1], [0.0, 8.0], tmp_path / "alone.jsonl")
     records = store.records()
     assert len(records) == 8  # the second vector's cells were computed, not taken as done
-    mine = [r["p_match"] for r in records if r["config"]["vector"] == second.digest()]
+    mine = [r["p_match"] for r in records if r["config"]["vector"] == second.digest_at([1])]
     assert mine == [r["p_match"] for r in alone.records()]
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got -1"):
         caa.ab_sweep(tiny, items, first, [1], [0.0], store, batch_size=-1)
+
+
+def test_a_bfloat16_run_keys_its_own_units(tiny, tiny_dir, tmp_path):
+    """One fingerprint for fp32 and bf16 (same weights), but the dtype is in every unit's key:
+    a bf16 sweep never reuses fp32 texts, and its texts are the bf16 model's own."""
+    import interp
+    from interp.steering.generation import generate
+
+    ds = _vector(tiny, 0)
+    store = _sweep(tiny, ds, tmp_path / "r.jsonl")
+    bf16 = interp.load_model(str(tiny_dir), device="cpu", dtype="bfloat16")
+    assert bf16.fingerprint() == tiny.fingerprint()
+    _sweep(bf16, ds, store)
+    records = store.records()
+    assert len(records) == 4  # the bf16 units were computed, not taken as done
+    assert {r["config"]["dtype"] for r in records} == {"float32", "bfloat16"}
+    mine = [r for r in records if r["config"]["dtype"] == "bfloat16"]
+    unsteered = next(r["text"] for r in mine if r["config"]["coef"] == 0)
+    assert unsteered == generate(bf16, ["Tell me about the ocean"], max_new_tokens=6)[0].text
+
+
+def test_another_chat_template_computes_its_own_units(tiny, tiny_dir, tmp_path):
+    """Same weights, another chat template: the prompt's token ids differ, and so do the keys
+    (they used to hold only the raw messages, so the second model reused the first's texts)."""
+    import shutil
+
+    import interp
+    from interp import caa
+    from interp.batching import encode_all
+    from interp.runs.sweeps import grid, run_sweep
+    from interp.steering.generation import generate
+
+    other_dir = tmp_path / "template"
+    shutil.copytree(tiny_dir, other_dir)
+    other = interp.load_model(str(tiny_dir), device="cpu")
+    other.tokenizer.chat_template = (
+        "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}[assistant]{% endif %}"
+    )
+    other.tokenizer.save_pretrained(other_dir)
+    other = interp.load_model(str(other_dir), device="cpu")
+    chat = [{"role": "user", "content": "Tell me about the ocean"}]
+    assert other.fingerprint() == tiny.fingerprint()
+    assert encode_all(other, [chat])[0].ids != encode_all(tiny, [chat])[0].ids
+
+    ds = _vector(tiny, 0)
+    store = tmp_path / "r.jsonl"
+    run_sweep(tiny, grid([chat], ds, [1], [0.0]), store, max_new_tokens=6, progress=False)
+    run_sweep(other, grid([chat], ds, [1], [0.0]), store, max_new_tokens=6, progress=False)
+    records = RunStore(store).records()
+    assert len(records) == 2  # the second template's unit was computed
+    assert records[1]["text"] == generate(other, [chat], max_new_tokens=6)[0].text
+    assert records[0]["text"] == generate(tiny, [chat], max_new_tokens=6)[0].text
+
+    items = [caa.ABItem("Is the ocean deep?\n(A) Yes\n(B) No", "(A)", "(B)")]
+    ab = caa.ab_sweep(tiny, items, ds, [1], [0.0], tmp_path / "ab.jsonl")
+    caa.ab_sweep(other, items, ds, [1], [0.0], ab)
+    assert len(ab.records()) == 2
+
+
+def test_numbers_are_keyed_by_value(tiny, tmp_path):
+    """[0, 2] and [0.0, 2.0] (or -0.0) are one set of units (they used to be two)."""
+    from interp import caa
+    from interp.runs.sweeps import grid, run_sweep
+
+    assert unit_key({"c": 4}) == unit_key({"c": 4.0}) != unit_key({"c": 4.5})
+    assert unit_key({"c": [0.0, {"t": 1.0}]}) == unit_key({"c": [-0.0, {"t": 1}]})
+    assert unit_key({"temperature": 0, "top_p": 1}) == unit_key({"temperature": 0.0, "top_p": 1.0})
+    assert unit_key({"c": True}) != unit_key({"c": 1})
+    assert unit_key({"c": "4"}) != unit_key({"c": 4})
+    ds = _vector(tiny, 0)
+    prompts = ["Tell me about the ocean", "Hi"]
+    store = tmp_path / "r.jsonl"
+    run_sweep(tiny, grid(prompts, ds, [1], [0, 2]), store, max_new_tokens=4, progress=False)
+    before = store.read_bytes()
+    run_sweep(tiny, grid(prompts, ds, [1], [0.0, 2.0]), store, max_new_tokens=4, progress=False)
+    run_sweep(tiny, grid(prompts, ds, [1], [-0.0, 2]), store, max_new_tokens=4, progress=False)
+    assert store.read_bytes() == before and len(RunStore(store).records()) == 4
+    items = [caa.ABItem("Is the ocean deep?\n(A) Yes\n(B) No", "(A)", "(B)")]
+    ab = caa.ab_sweep(tiny, items, ds, [1], [0, 8], tmp_path / "ab.jsonl")
+    caa.ab_sweep(tiny, items, ds, [1], [-0.0, 8.0], ab)
+    assert len(ab.records()) == 2
+
+
+def test_another_scorer_reuses_the_stored_generations(tiny, tmp_path, monkeypatch):
+    """Changing the metric used to regenerate every text: now only the scorer runs."""
+    import interp.runs.sweeps as sweeps
+    from interp.runs.sweeps import Scorer
+
+    generated = []
+    real = sweeps.generate
+
+    def counting(model, prompts, *args, **kwargs):
+        generated.extend(prompts)
+        return real(model, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(sweeps, "generate", counting)
+    scored = {"a": 0, "b": 0}
+
+    def scorer(name):
+        def score(configs, generations):
+            scored[name] += len(configs)
+            return [{name: len(g.tokens)} for g in generations]
+
+        return Scorer({"name": name}, score)
+
+    ds = _vector(tiny, 0)
+    store = tmp_path / "r.jsonl"
+    _sweep(tiny, ds, store, scorer=scorer("a"))
+    assert len(generated) == 2
+    _sweep(tiny, ds, store, scorer=scorer("b"))
+    _sweep(tiny, ds, store)
+    assert len(generated) == 2 and scored == {"a": 2, "b": 2}  # generated once, scored twice
+    records = RunStore(store).records()
+    assert len(records) == 6
+    by_scorer: dict[str, list[dict]] = {}
+    for r in records:
+        by_scorer.setdefault(json.dumps(r["config"]["scorer"]), []).append(r)
+    texts = [[(r["text"], r["tokens"]) for r in rs] for rs in by_scorer.values()]
+    assert texts[0] == texts[1] == texts[2]  # the same generations under every scorer
+    assert [r["b"] for r in by_scorer['{"name": "b"}']] == [len(t) for _, t in texts[0]]
+    assert len({r["gen_key"] for r in records}) == 2
+
+
+def test_a_sub_set_or_an_added_stat_keeps_the_keys(tiny, tmp_path):
+    """An intervention is keyed by the rows it applies: `ds.at(...)` or `ds` with a resid_norm
+    stat added (interp vectors resid-norm) used to re-key every raw-scale result."""
+    import torch
+
+    from interp.steering import interventions as iv
+
+    ds = _vector(tiny, 0)
+    store = _sweep(tiny, ds, tmp_path / "r.jsonl")
+    before = store.path.read_bytes()
+    _sweep(tiny, ds.at([1, 2, 3]), store)
+    _sweep(tiny, ds.with_stats(resid_norm=torch.arange(1.0, 5.0)), store)
+    assert store.path.read_bytes() == before
+    changed = ds.vectors.clone()
+    changed[2] += 1.0  # another row than the steered layer 1: still the same units
+    _sweep(tiny, type(ds)(changed, ds.layers, ds.meta), store)
+    assert store.path.read_bytes() == before
+    changed[1] += 1.0  # the steered row: new units
+    _sweep(tiny, type(ds)(changed, ds.layers, ds.meta), store)
+    assert len(store.records()) == 4
+
+    norms = ds.with_stats(resid_norm=torch.arange(1.0, 5.0))
+    other = norms.with_stats(resid_norm=torch.tensor([1.0, 2.0, 9.0, 4.0]))  # differs at layer 2
+    key = iv.add(norms, 1, 0.5, scale="resid_norm").describe()
+    assert key == iv.add(other, 1, 0.5, scale="resid_norm").describe()  # same stat at layer 1
+    assert (
+        iv.add(norms, 2, 0.5, scale="resid_norm").describe()
+        != iv.add(other, 2, 0.5, scale="resid_norm").describe()
+    )
+    assert iv.add(ds, 1, 0.5).describe() == iv.add(ds.at([1]), 1, 0.5).describe()

@@ -39,7 +39,8 @@ def test_grid_is_prompts_by_layers_by_coefs_by_samples(tiny):
     ]
     assert got == expected
     for cell, (p, layer, coef, _) in zip(cells, expected, strict=True):
-        assert cell.prompt == prompts[p] and cell.config["vector"] == ds.digest()
+        # the vector by its values at the cell's layer (a sub-set or an added stat keys alike)
+        assert cell.prompt == prompts[p] and cell.config["vector"] == ds.digest_at([layer])
         assert cell.config["positions"] == "response" and cell.config["scale"] == "unit"
         if coef == 0:
             assert cell.interventions == ()  # the unsteered point

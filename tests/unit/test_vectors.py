@@ -285,3 +285,45 @@ def test_the_cli_reports_bad_vector_files_in_one_line(ds, tiny_dir, tmp_path):
         )
         assert "Traceback" not in result.output
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_from_tensor_needs_one_row_and_one_stat_value_per_layer(tiny, monkeypatch):
+    """Used to keep rows 0..k-1 for k layers (dropping the rest), cut stats to fit, and read
+    layer 2.9 as block 2."""
+    full = torch.arange(1.0, 5.0)[:, None].repeat(1, 64)  # row i is filled with i + 1
+    with pytest.raises(ValueError, match=r"shape \(4, 64\) but layers \[2\] need \[1, d_model\]"):
+        DirectionSet.from_tensor(full, tiny, layers=[2])
+    with pytest.raises(ValueError, match=r"shape \(3, 64\) but all 4 blocks need \[4, d_model\]"):
+        DirectionSet.from_tensor(full[:3], tiny)
+    with pytest.raises(ValueError, match=r"stat 'resid_norm' has shape \(4,\) but layers \[1\]"):
+        DirectionSet.from_tensor(full[:1], tiny, [1], stats={"resid_norm": torch.ones(4)})
+    import jaxtyping
+
+    monkeypatch.setattr(jaxtyping.config, "jaxtyping_disable", True)  # as users run it
+    with pytest.raises(TypeError, match=r"whole block index \(int\), got 2.9 \(float\)"):
+        DirectionSet.from_tensor(full[:2], tiny, layers=[2.9, 0.5])  # type: ignore[list-item]
+    ds = DirectionSet.from_tensor(full[2:3], tiny, [2], stats={"resid_norm": torch.tensor([7.0])})
+    assert ds.layers == (2,) and torch.equal(ds[2], full[2]) and ds.stat("resid_norm", 2) == 7.0
+
+
+def test_files_from_before_the_fingerprint_change_still_fit_their_model(ds, tiny):
+    """Vectors saved under the earlier fingerprint (config with dtype and transformers version,
+    float32 samples; e.g. the committed CAA vectors) must not be refused as other weights."""
+    import hashlib
+    import json
+    from dataclasses import replace
+
+    digest = hashlib.sha256()  # the earlier definition, written out here
+    config = tiny.hf.config.to_dict()
+    config.pop("_name_or_path", None)
+    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    digest.update(str(tiny.dtype).encode())
+    for name, param in tiny.hf.named_parameters():
+        flat = param.detach().reshape(-1)
+        digest.update(name.encode())
+        digest.update(flat[:: max(1, flat.numel() // 4096)].float().numpy().tobytes())
+    earlier = digest.hexdigest()[:16]
+    assert earlier != tiny.fingerprint()
+    replace(ds, meta=replace(ds.meta, fingerprint=earlier)).check(tiny)
+    with pytest.raises(VectorMismatch, match="different weights"):
+        replace(ds, meta=replace(ds.meta, fingerprint="0123456789abcdef")).check(tiny)
