@@ -6,7 +6,7 @@ Commands import torch and the models inside their bodies, so `interp --help` sta
 
 from __future__ import annotations
 
-from interp.cli import capture, models, steer, vectors  # noqa: F401  (registers the commands)
+from interp.cli import capture, judge, models, steer, vectors  # noqa: F401  (registers commands)
 from interp.cli.common import app
 
 

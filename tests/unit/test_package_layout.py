@@ -28,13 +28,15 @@ def test_import_interp_and_cli_do_not_load_torch() -> None:
 def test_interp_help_is_fast_and_lists_every_command_group() -> None:
     exe = [sys.executable, "-m", "interp.cli.app", "--help"]
     subprocess.run(exe, capture_output=True, check=True, timeout=120)  # warm the file cache
-    start = time.perf_counter()
-    out = subprocess.run(exe, capture_output=True, text=True, check=True, timeout=120)
-    elapsed = time.perf_counter() - start
-    for command in ("models", "capture", "vectors", "steer"):
+    times = []
+    for _ in range(3):  # warm runs; the best one is the command's own time, not the box's load
+        start = time.perf_counter()
+        out = subprocess.run(exe, capture_output=True, text=True, check=True, timeout=120)
+        times.append(time.perf_counter() - start)
+    for command in ("models", "capture", "vectors", "steer", "judge"):
         assert command in out.stdout
-    # measured ~0.17 s on the 2-core box; the budget is 0.5 s, doubled for a loaded CI machine
-    assert elapsed < 1.0
+    # the claim is 0.5 s (measured ~0.17 s on the 2-core box)
+    assert min(times) < 0.5, times
 
 
 def test_lazy_root_resolves_every_public_name() -> None:

@@ -18,7 +18,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 Backend = Literal["api", "local", "classifier"]
 # How a number was read:
@@ -102,6 +102,7 @@ class JudgeIdentity:
         }
 
 
+@runtime_checkable  # so annotations `judge: Judge` can be checked at run time (beartype)
 class Judge(Protocol):
     """What every judge backend provides."""
 

@@ -48,7 +48,7 @@ def expected_score(
         mass += p
         total += p * value
     top = max(top_logprobs, key=lambda t: top_logprobs[t]) if top_logprobs else ""
-    if mass < min_mass:
+    if mass < min_mass or mass == 0.0:  # min_mass=0 still needs some mass to average
         return Score(None, "low_mass", mass, top)
     score = total / mass * (100.0 / scale_max)
     return Score(min(max(score, 0.0), 100.0), None, mass, top)

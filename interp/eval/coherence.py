@@ -1,0 +1,160 @@
+"""Coherence of an answer, offline: how likely the unsteered model finds it, minus repetition.
+
+Steering far enough makes a model babble, and a trait score on babble means nothing, so
+persona-style evaluations also report coherence (Chen et al. 2025 use an LLM judge with a
+0-100 coherence rubric: `coherence_judged`). Without an LLM judge, `coherence` gives a score
+from the unsteered model itself and the text:
+
+    nll         = mean over the answer's tokens of -log p(token | prompt, earlier tokens),
+                  teacher-forced through the unsteered model (the answer tokens are exact:
+                  prompt and answer are tokenized apart, see `interp.batching`)
+    fluency     = 100 × clip(1 − nll / ln(1000), 0, 1)
+                  (perplexity 1 → 100, 10 → 67, 100 → 33, ≥ 1000 → 0)
+    repetition  = share of the answer's word trigrams that repeat an earlier trigram
+                  (words are \\w+ runs and single punctuation marks, lower-cased; 0 with fewer
+                  than 4 words)
+    coherence   = fluency × (1 − repetition)
+
+Perplexity alone rewards degenerate loops: once "aye, aye, aye" has started, the model predicts
+the next "aye" with near certainty, so the loop's perplexity is *lower* than a fluent answer's.
+The repetition factor is what sends such an answer to near 0 (a loop of one word repeats almost
+every trigram). An answer with no tokens gets no score (`score` None).
+
+The prompt of a `JudgeItem` is its question as one user message (chat-formatted by the model,
+as the answer was generated); strings, chats and `Example`s work as everywhere else.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from interp.batching import Example, as_example, encode_all, length_sorted_batches, make_batch
+from interp.eval.judges.base import Judge, JudgeItem, Score
+from interp.models import Model
+from interp.progress import bar as progress_bar
+
+PPL_MAX = 1000.0  # perplexity at which fluency reaches 0
+NGRAM = 3  # repetition is measured on word trigrams
+_WORDS = re.compile(r"\w+|[^\w\s]")
+
+
+@dataclass(frozen=True)
+class Coherence:
+    """The offline coherence of one answer and its parts (see module docstring)."""
+
+    score: float | None  # 0-100; None when the answer has no tokens
+    nll: float  # nats per answer token (NaN without tokens)
+    perplexity: float
+    fluency: float
+    repetition: float  # in [0, 1]
+    n_tokens: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def repetition(text: str, n: int = NGRAM) -> float:
+    """Share of the word n-grams of `text` that repeat an earlier one (0 when there are < 2)."""
+    words = _WORDS.findall(text.lower())
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    if len(grams) < 2:
+        return 0.0
+    return (len(grams) - len(set(grams))) / len(grams)
+
+
+def fluency(nll: float) -> float:
+    """100 × clip(1 − nll / ln(PPL_MAX), 0, 1)."""
+    return 100.0 * min(max(1.0 - nll / math.log(PPL_MAX), 0.0), 1.0)
+
+
+def _example(item: Any, index: int) -> Example:
+    if isinstance(item, JudgeItem):
+        return Example([{"role": "user", "content": item.question}], item.answer)
+    return as_example(item, index)
+
+
+def response_nll(
+    model: Model, items: Sequence[Any], *, batch_size: int = 16, progress: bool | None = None
+) -> list[tuple[float, int]]:
+    """(mean NLL in nats, token count) of each item's response under `model`, teacher-forced.
+
+    Left-padded batches through the plain HF modules; only the logits that predict response
+    tokens are computed (`logits_to_keep`), so memory grows with the answers, not the prompts.
+    """
+    rows = encode_all(model, [_example(item, i) for i, item in enumerate(items)])
+    for i, row in enumerate(rows):
+        if row.prompt_len == 0 and len(row) > 0:
+            raise ValueError(
+                f"item {i} has an answer but an empty prompt, so its first token has nothing to "
+                "be predicted from; give the question (or a BOS-adding tokenizer)"
+            )
+    out: list[tuple[float, int]] = [(math.nan, 0)] * len(rows)
+    scored = [i for i, row in enumerate(rows) if len(row) > row.prompt_len]
+    with (
+        torch.no_grad(),
+        model.unwrapped() as hf,
+        progress_bar(len(scored), "coherence", "ex", progress) as bar,
+    ):
+        for group in length_sorted_batches([len(rows[i]) for i in scored], batch_size):
+            chosen = [rows[scored[j]] for j in group]
+            batch = make_batch(chosen, model.tokenizer.pad_token_id, "left", model.device)
+            answer = [len(r) - r.prompt_len for r in chosen]
+            keep = max(answer) + 1  # logits at the last prompt token and every answer token
+            logits = hf(
+                batch.input_ids,
+                attention_mask=batch.attention_mask,
+                position_ids=batch.position_ids,
+                use_cache=False,
+                logits_to_keep=keep,
+            ).logits.float()
+            logprobs = logits[:, :-1].log_softmax(dim=-1)  # predicts the last keep-1 tokens
+            targets = batch.input_ids[:, -(keep - 1) :]
+            picked = logprobs.gather(-1, targets[..., None])[..., 0]  # [batch, keep-1]
+            for k, (j, n) in enumerate(zip(group, answer, strict=True)):
+                nll = -picked[k, -n:].double().mean().item()
+                out[scored[j]] = (nll, n)
+            bar.update(len(group))
+    return out
+
+
+def coherence(model: Model, items: Sequence[Any], *, batch_size: int = 16) -> list[Coherence]:
+    """Offline coherence (0-100) of each item's answer under the unsteered `model`."""
+    texts = [
+        item.answer if isinstance(item, JudgeItem) else _example(item, i).response
+        for i, item in enumerate(items)
+    ]
+    out = []
+    for (nll, n), text in zip(
+        response_nll(model, items, batch_size=batch_size), texts, strict=True
+    ):
+        rep = repetition(text)
+        if n == 0:
+            out.append(Coherence(None, math.nan, math.nan, math.nan, rep, 0))
+            continue
+        flu = fluency(nll)
+        out.append(Coherence(flu * (1.0 - rep), nll, math.exp(nll), flu, rep, n))
+    return out
+
+
+def coherence_judged(
+    judge: Judge, items: Sequence[JudgeItem], store: Any = None, *, batch_size: int = 32
+) -> list[Score]:
+    """The papers' coherence rubric (built-in "coherence") through any `Judge` (API or local).
+
+    With `store` (a run-store path or `RunStore`), scores are recorded and resumed through
+    `judge_all`; without, the judge is called directly.
+    """
+    from interp.eval.judges.rubrics import builtin
+
+    rubric = builtin("coherence")
+    if store is None:
+        return list(judge.score(items, rubric))
+    from interp.eval.judges.run import judge_all
+
+    return list(judge_all(judge, items, rubric, store, batch_size=batch_size))
