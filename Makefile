@@ -43,6 +43,7 @@ chromium:
 setup: $(STAMP) chromium
 
 demo: setup
+	$(BIN)/python experiments/persona.py
 	$(BIN)/python experiments/residual_norms.py
 	$(BIN)/python experiments/caa.py
 
@@ -68,6 +69,7 @@ bench: setup
 	$(BIN)/python -m benchmarks.sweep_vs_sequential
 
 figures: setup
+	$(BIN)/python experiments/persona.py --redraw
 	$(BIN)/python experiments/residual_norms.py --redraw
 	$(BIN)/python experiments/caa.py --redraw
 

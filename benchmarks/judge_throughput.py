@@ -9,7 +9,8 @@ compare (SmolLM2 puts little probability on numbers: the mass is recorded too).
 
 The API part (the API judge at concurrency 1 and 4 against a local llama.cpp server) plugs in
 as a second entry of `PARTS`; each part's results are merged into the same JSON file, so the
-parts can be run apart: `python -m benchmarks.judge_throughput [local] [api]`.
+parts can be run apart: `python -m benchmarks.judge_throughput [local] [local-0-10] [api]`
+(`local-0-10`: the same with the one-token logprob-0-10 method, which has no number trie).
 """
 
 from __future__ import annotations
@@ -69,12 +70,12 @@ def _max_diffs(a: list[Score], b: list[Score]) -> dict[str, float]:
     return {"max_abs_score_diff": value, "max_rel_mass_diff": mass, "same_no_score": same_none}
 
 
-def local_part(batch_size: int = 16, repeats: int = 3) -> dict[str, Any]:
+def local_part(method: str = "auto", batch_size: int = 16, repeats: int = 3) -> dict[str, Any]:
     model = interp.load_model(device="cpu")
     data = items()
     rubric = builtin("coherence")
-    batched = LocalJudge(model, batch_size=batch_size, min_mass=0.0)
-    single = LocalJudge(model, batch_size=1, min_mass=0.0)
+    batched = LocalJudge(model, method=method, batch_size=batch_size, min_mass=0.0)  # type: ignore[arg-type]
+    single = LocalJudge(model, method=method, batch_size=1, min_mass=0.0)  # type: ignore[arg-type]
     out: dict[str, list[Score]] = {}
 
     def run_batched() -> None:
@@ -120,7 +121,11 @@ def api_part() -> dict[str, Any]:
     return run_api(items(), builtin("coherence"))
 
 
-PARTS: dict[str, Callable[[], dict[str, Any]]] = {"local": local_part, "api": api_part}
+PARTS: dict[str, Callable[[], dict[str, Any]]] = {
+    "local": local_part,
+    "local-0-10": lambda: local_part("logprob-0-10"),
+    "api": api_part,
+}
 
 
 def main(argv: list[str]) -> None:

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from interp.embedded import EmbeddedModelMissing
+from interp.eval.endpoint import EndpointError
 
 DEBUG_ENV = "INTERP_DEBUG"
 
@@ -35,8 +36,16 @@ def user_errors() -> Iterator[None]:
     """Turn the errors a user can fix (bad input, missing files or models) into one clear line."""
     try:
         yield
-    except (ValueError, KeyError, FileNotFoundError, EmbeddedModelMissing, ArithmeticError) as err:
-        # ArithmeticError: FloatingPointError from an edit that overflowed, named in the message
+    except (
+        ValueError,
+        KeyError,
+        FileNotFoundError,
+        EmbeddedModelMissing,
+        ArithmeticError,
+        EndpointError,
+    ) as err:
+        # ArithmeticError: FloatingPointError from an edit that overflowed, named in the message;
+        # EndpointError: a server down, a wrong key or URL (the message names the variable)
         if debugging():
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from interp.batching import Example, as_example, encode_all, length_sorted_batches, make_batch
-from interp.eval.judges.base import Judge, JudgeItem, Score
+from interp.eval.judges.base import Judge, JudgeIdentity, JudgeItem, Score
 from interp.models import Model
 from interp.progress import bar as progress_bar
 
@@ -140,6 +140,38 @@ def coherence(model: Model, items: Sequence[Any], *, batch_size: int = 16) -> li
         flu = fluency(nll)
         out.append(Coherence(flu * (1.0 - rep), nll, math.exp(nll), flu, rep, n))
     return out
+
+
+class CoherenceJudge:
+    """`coherence` behind the judge interface, so its scores go through `judge_all` (stored,
+    keyed, resumable) like any judge's. The rubric is ignored: the formula is the method.
+
+    Identity: backend "local", the model's fingerprint, method "offline-coherence", and the
+    formula's constants (perplexity ceiling, n-gram size) as settings.
+    """
+
+    def __init__(self, model: Model, *, batch_size: int = 16) -> None:
+        self.model = model
+        self.batch_size = batch_size
+
+    def identity(self, rubric: Any = None) -> JudgeIdentity:
+        return JudgeIdentity(
+            "local",
+            self.model.fingerprint(),
+            "offline-coherence",
+            "none",
+            {"model_name": self.model.name, "ppl_max": PPL_MAX, "ngram": NGRAM},
+        )
+
+    def score(self, items: Sequence[JudgeItem], rubric: Any = None) -> list[Score]:
+        out = []
+        for c in coherence(self.model, items, batch_size=self.batch_size):
+            if c.score is None:
+                out.append(Score(None, "unparsed", raw="empty answer"))
+            else:
+                value = min(max(c.score, 0.0), 100.0)
+                out.append(Score(value, raw=f"ppl {c.perplexity:.2f}, rep {c.repetition:.2f}"))
+        return out
 
 
 def coherence_judged(

@@ -131,6 +131,36 @@ def run_sweep(
     and tokens): a unit asked for under another scorer, whose generation is already stored,
     reuses that text and tokens and only runs the scorer.
     """
+    return _run(
+        model,
+        cells,
+        store,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        batch_size=batch_size,
+        scorer=scorer,
+        allow_other_model=allow_other_model,
+        progress=progress,
+    )[0]
+
+
+def _run(
+    model: Model,
+    cells: Sequence[Cell],
+    store: RunStore | str | Path,
+    *,
+    max_new_tokens: int = 48,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 32,
+    scorer: Scorer | None = None,
+    allow_other_model: bool = False,
+    progress: bool | None = None,
+) -> tuple[RunStore, list[str]]:
+    """The sweep; returns the store and each cell's unit key, in cell order."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if not cells:
@@ -142,24 +172,7 @@ def run_sweep(
         "top_p": top_p,
         "seed": seed,
     }
-    # the weights (fingerprint) and the dtype they run in; the tokens the model actually sees
-    identity = {"fingerprint": model.fingerprint(), "dtype": _dtype_name(model)}
-    encoded = encode_all(model, [cell.prompt for cell in cells])
-    produced = [
-        {
-            **identity,
-            **generation,
-            **cell.config,
-            # the prompt as given, and the digest of the token ids the model actually sees
-            "prompt": {**_prompt_json(cell.prompt), "tokens": tokens.digest()[:20]},
-            "interventions": [i.describe() for i in cell.interventions],
-        }
-        for cell, tokens in zip(cells, encoded, strict=True)
-    ]
-    gen_keys = [unit_key(config) for config in produced]
-    # the scorer is part of the unit's key, not of its generation's: same text under any scorer
-    scored = {"scorer": dict(scorer.identity) if scorer is not None else None}
-    full = [{**config, **scored} for config in produced]
+    full, gen_keys = _unit_configs(model, cells, generation, scorer)
     todo = store.todo(full)
     made = _stored_generations(store, {gen_keys[i] for i in todo}) if todo else {}
     with progress_bar(len(cells), "sweep", "gen", progress, initial=len(cells) - len(todo)) as bar:
@@ -200,7 +213,44 @@ def run_sweep(
                     },
                 )
             bar.update(len(chunk))
-    return store
+    return store, [unit_key(config) for config in full]
+
+
+def _unit_configs(
+    model: Model, cells: Sequence[Cell], generation: Mapping[str, Any], scorer: Scorer | None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each cell's full unit config (its store key's content) and its generation key."""
+    # the weights (fingerprint) and the dtype they run in; the tokens the model actually sees
+    identity = {"fingerprint": model.fingerprint(), "dtype": _dtype_name(model)}
+    encoded = encode_all(model, [cell.prompt for cell in cells])
+    produced = [
+        {
+            **identity,
+            **generation,
+            **cell.config,
+            # the prompt as given, and the digest of the token ids the model actually sees
+            "prompt": {**_prompt_json(cell.prompt), "tokens": tokens.digest()[:20]},
+            "interventions": [i.describe() for i in cell.interventions],
+        }
+        for cell, tokens in zip(cells, encoded, strict=True)
+    ]
+    gen_keys = [unit_key(config) for config in produced]
+    # the scorer is part of the unit's key, not of its generation's: same text under any scorer
+    scored = {"scorer": dict(scorer.identity) if scorer is not None else None}
+    return [{**config, **scored} for config in produced], gen_keys
+
+
+def sweep_records(
+    model: Model, cells: Sequence[Cell], store: RunStore | str | Path, **settings: Any
+) -> list[dict[str, Any]]:
+    """`run_sweep` (same arguments), then each cell's stored record, in cell order.
+
+    A record holds the unit's `config`, `text`, `tokens`, `finish` and any scorer fields.
+    """
+    runs, keys = _run(model, cells, store, **settings)
+    wanted = set(keys)
+    found = {r["key"]: r for r in runs.records() if r.get("key") in wanted}
+    return [found[key] for key in keys]
 
 
 def _dtype_name(model: Model) -> str:

@@ -354,6 +354,26 @@ def _prefill(model: Model, hf: Any, batch: Batch, steerer: Steerer | None) -> An
     )
 
 
+def steered_logits(
+    model: Model,
+    batch: Batch,
+    plans: Sequence[Sequence[Intervention]],
+    allow_other_model: bool = False,
+) -> Float[Tensor, "batch pos vocab"]:
+    """Logits at every position of one batch through the bridge, row i under `plans[i]`."""
+    steerer = Steerer.compile(model, list(plans), allow_other_model) if any(plans) else None
+    with torch.no_grad(), on_bridge(steerer) if steerer else contextlib.nullcontext():
+        if steerer:
+            steerer.set_view(batch.view(model))
+        logits: Tensor = model.bridge(
+            batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            use_cache=False,
+        )
+    return logits
+
+
 def next_token_logprobs(
     model: Model,
     data: Sequence[Any],
@@ -374,21 +394,10 @@ def next_token_logprobs(
             [rows[i] for i in group], model.tokenizer.pad_token_id, "right", model.device, group
         )
         group_plans = [plans[i] for i in group]
-        steerer = (
-            Steerer.compile(model, group_plans, allow_other_model) if any(group_plans) else None
-        )
-        with torch.no_grad(), on_bridge(steerer) if steerer else contextlib.nullcontext():
-            if steerer:
-                steerer.set_view(batch.view(model))
-            logits = model.bridge(
-                batch.input_ids,
-                attention_mask=batch.attention_mask,
-                position_ids=batch.position_ids,
-                use_cache=False,
-            )
+        logits = steered_logits(model, batch, group_plans, allow_other_model)
         last = batch.attention_mask.sum(dim=-1) - 1
         final = logits[torch.arange(len(group), device=logits.device), last]
-        if steerer:
+        if any(group_plans):
             _check_logits(final, group, group_plans)
         picked = final.float().log_softmax(dim=-1)
         for j, i in enumerate(group):

@@ -37,20 +37,32 @@ scores from two servers never mix, even when both call their model by the same n
 
 Requests run `concurrency` at a time in a thread pool; the `openai` client retries 408, 409,
 429, 5xx and timeouts `max_retries` times with exponential backoff (honouring `Retry-After`).
+The connection, the key and the error messages are `interp.eval.endpoint.Endpoint`'s.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import re
 import threading
-import urllib.parse
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
+from interp.eval.endpoint import (
+    DEFAULT_BASE_URL,
+    FALLBACK_API_KEY,
+    FALLBACK_BASE_URL,
+    NO_KEY,
+    Endpoint,
+    EndpointError,
+    EnvNames,
+    _env,
+    _Secret,
+    check_settings,
+    public_url,
+)
 from interp.eval.judges.base import MIN_NUMBER_MASS, JudgeIdentity, JudgeItem, Method, Score
 from interp.eval.judges.logprob import expected_score, splits_numbers
 from interp.eval.judges.rubrics import Rubric, resolve
@@ -58,10 +70,8 @@ from interp.eval.judges.rubrics import Rubric, resolve
 ENV_BASE_URL = "INTERP_JUDGE_BASE_URL"
 ENV_API_KEY = "INTERP_JUDGE_API_KEY"
 ENV_MODEL = "INTERP_JUDGE_MODEL"
-FALLBACK_BASE_URL = "OPENAI_BASE_URL"
-FALLBACK_API_KEY = "OPENAI_API_KEY"
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
-NO_KEY = "no-key"  # sent when no key is set: local servers without --api_key accept anything
+ENV = EnvNames(ENV_BASE_URL, ENV_API_KEY, ENV_MODEL, FALLBACK_BASE_URL, FALLBACK_API_KEY)
+BUSY_HINT = "try again later, lower concurrency=, or raise max_retries="
 
 TOP_LOGPROBS = 20
 TEXT_MAX_TOKENS = 16
@@ -77,56 +87,26 @@ _PROBED: dict[tuple[str, str], bool] = {}
 _PROBE_LOCK = threading.Lock()
 
 
-class ApiJudgeError(RuntimeError):
+class ApiJudgeError(EndpointError):
     """The judge server could not be used (down, wrong key, wrong URL or model, overloaded)."""
 
 
-class _BadRequest(ApiJudgeError):
-    """HTTP 400 for one request (e.g. a prompt longer than the context): that item's error."""
-
-
-class _Secret:
-    """Holds the API key; its repr and str never show it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def scrub(self, text: str) -> str:
-        """`text` with the key (and any 8+ character piece of it) replaced by ***."""
-        key = self._value
-        if not key or key == NO_KEY:
-            return text
-        text = text.replace(key, "***")
-        if len(key) >= 16:  # a server may echo part of a key: drop any 8-character piece too
-            for start in range(len(key) - 7):
-                text = text.replace(key[start : start + 8], "***")
-        return text
-
-    def __repr__(self) -> str:
-        return "_Secret(***)"
-
-    __str__ = __repr__
-
-
-def _env(name: str, fallback: str | None = None) -> str | None:
-    value = os.environ.get(name, "").strip()
-    if not value and fallback:
-        value = os.environ.get(fallback, "").strip()
-    return value or None
-
-
-def public_url(url: str) -> str:
-    """`url` without user info, query or fragment: safe to show and to store."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "ENV",
+    "ENV_API_KEY",
+    "ENV_BASE_URL",
+    "ENV_MODEL",
+    "FALLBACK_API_KEY",
+    "FALLBACK_BASE_URL",
+    "NO_KEY",
+    "ApiJudge",
+    "ApiJudgeError",
+    "_Secret",
+    "_env",
+    "parse_reply",
+    "public_url",
+]
 
 
 def parse_reply(text: str, scale_max: int) -> Score:
@@ -212,22 +192,19 @@ class ApiJudge:
             )
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be a positive integer, not {concurrency!r}")
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ValueError(f"max_retries must be an integer >= 0, not {max_retries!r}")
-        if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
-            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        check_settings(max_retries, timeout)
         if not (isinstance(min_mass, float) and 0.0 <= min_mass <= 1.0):
             raise ValueError(f"min_mass must be a probability in [0, 1], not {min_mass!r}")
-        url = base_url or _env(ENV_BASE_URL, FALLBACK_BASE_URL) or DEFAULT_BASE_URL
-        if urllib.parse.urlsplit(url).scheme not in ("http", "https") or not (
-            urllib.parse.urlsplit(url).hostname
-        ):
-            raise ValueError(
-                f"judge base URL {public_url(url)!r} is not an http(s) URL; pass base_url= or "
-                f"set {ENV_BASE_URL}, e.g. http://127.0.0.1:8000/v1"
-            )
-        self._base_url = url.rstrip("/")
-        self.endpoint = public_url(self._base_url)
+        self._endpoint = Endpoint(
+            base_url,
+            env=ENV,
+            what="judge",
+            max_retries=max_retries,
+            timeout=timeout,
+            error=ApiJudgeError,
+            busy_hint=BUSY_HINT,
+        )
+        self.endpoint = self._endpoint.endpoint
         self.mode: Mode = mode
         self.number_tokens: NumberTokens = number_tokens
         self.concurrency = concurrency
@@ -235,18 +212,9 @@ class ApiJudge:
         self.timeout = float(timeout)
         self._tokenizer = tokenizer
         self.min_mass = min_mass
-        self._model = model or _env(ENV_MODEL)
+        self._model = model or self._endpoint.env_model()
         self._model_lock = threading.Lock()
-        self._key = _Secret(_env(ENV_API_KEY, FALLBACK_API_KEY) or NO_KEY)
-
-        import openai
-
-        self._client = openai.OpenAI(
-            api_key=self._key.reveal(),
-            base_url=self._base_url,
-            max_retries=max_retries,
-            timeout=self.timeout,
-        )
+        self._client = self._endpoint.client
 
     def __repr__(self) -> str:
         return (
@@ -268,14 +236,7 @@ class ApiJudge:
             return self._model
 
     def _served_model(self) -> str:
-        names = [m.id for m in self._call(lambda: list(self._client.models.list()))]
-        if len(names) != 1:
-            raise ApiJudgeError(
-                f"no judge model given and the server at {self.endpoint} serves "
-                f"{len(names)} models ({', '.join(names[:10]) or 'none'}); pass model= or set "
-                f"{ENV_MODEL}"
-            )
-        return names[0]
+        return self._endpoint.served_model()
 
     def splits_numbers(self) -> bool:
         """Whether the served model writes numbers digit by digit (decides the 0-10 scale)."""
@@ -359,8 +320,10 @@ class ApiJudge:
                 reply = self._complete(prompt, logprobs=False, max_tokens=TEXT_MAX_TOKENS)
                 return parse_reply(reply.choices[0].message.content or "", scale)
             reply = self._complete(prompt, logprobs=True, max_tokens=1)
-        except _BadRequest as err:  # this item only (e.g. longer than the context)
-            return Score(None, "error", raw=str(err)[:200])
+        except ApiJudgeError as err:
+            if err.status != 400:
+                raise
+            return Score(None, "error", raw=str(err)[:200])  # this item only (e.g. too long)
         logprobs = reply.choices[0].logprobs
         if logprobs is None or not logprobs.content:
             raise ApiJudgeError(
@@ -375,9 +338,10 @@ class ApiJudge:
 
     def _complete(self, prompt: str, *, logprobs: bool, max_tokens: int) -> Any:
         extra: dict[str, Any] = {"logprobs": True, "top_logprobs": TOP_LOGPROBS} if logprobs else {}
+        model = self.model
         return self._call(
             lambda: self._client.chat.completions.create(
-                model=self.model,
+                model=model,
                 messages=[{"role": "user", "content": prompt}],
                 max_tokens=max_tokens,
                 temperature=0,
@@ -387,43 +351,5 @@ class ApiJudge:
         )
 
     def _call(self, request: Any) -> Any:
-        """Run one request; turn the client's errors into `ApiJudgeError`s without the key."""
-        import openai
-
-        scrub = self._key.scrub
-        where = f"the judge server at {self.endpoint}"
-        try:
-            return request()
-        except (openai.AuthenticationError, openai.PermissionDeniedError) as err:
-            given = "no key was set" if self._key.reveal() == NO_KEY else "it refused the key"
-            raise ApiJudgeError(
-                f"{where} answered HTTP {err.status_code} ({given}); set {ENV_API_KEY} (or "
-                f"{FALLBACK_API_KEY}) to a key it accepts"
-            ) from None
-        except openai.APITimeoutError:
-            raise ApiJudgeError(
-                f"{where} did not answer within {self.timeout:g} s ({self.max_retries} retries); "
-                "check the server, or pass a larger timeout="
-            ) from None
-        except openai.APIConnectionError as err:
-            cause = scrub(str(err.__cause__ or err))[:200]
-            raise ApiJudgeError(
-                f"cannot reach {where} ({cause}); start the server, or set {ENV_BASE_URL} (or "
-                f"{FALLBACK_BASE_URL}) to its URL"
-            ) from None
-        except openai.NotFoundError as err:
-            raise ApiJudgeError(
-                f"{where} answered HTTP 404 ({scrub(err.message)[:200]}): no such endpoint or "
-                f"model; check {ENV_BASE_URL} (usually ends in /v1) and the model "
-                f"({ENV_MODEL}, now {self._model!r})"
-            ) from None
-        except openai.BadRequestError as err:
-            raise _BadRequest(f"{where} answered HTTP 400: {scrub(err.message)[:200]}") from None
-        except openai.APIStatusError as err:
-            raise ApiJudgeError(
-                f"{where} answered HTTP {err.status_code} after {self.max_retries} retries "
-                f"({scrub(err.message)[:200]}); try again later, lower concurrency=, or raise "
-                "max_retries="
-            ) from None
-        except openai.OpenAIError as err:
-            raise ApiJudgeError(f"{where}: {scrub(str(err))[:300]}") from None
+        """Run one request; the client's errors become `ApiJudgeError`s without the key."""
+        return self._endpoint.call(request, model=self._model)

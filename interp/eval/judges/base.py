@@ -27,7 +27,10 @@ Backend = Literal["api", "local", "classifier"]
 #   digits-exact   exact expected value over digit sequences 0..100 (local judge only)
 #   text           the number parsed from a generated reply (no logprobs available)
 #   classifier     probability of the trait from an offline classifier, × 100
-Method = Literal["logprob-0-100", "logprob-0-10", "digits-exact", "text", "classifier"]
+#   offline-coherence  fluency under the unsteered model × (1 − repetition), no LLM judge
+Method = Literal[
+    "logprob-0-100", "logprob-0-10", "digits-exact", "text", "classifier", "offline-coherence"
+]
 NoScore = Literal["refusal", "low_mass", "unparsed", "error"]
 
 MIN_NUMBER_MASS = 0.25  # papers.md §1.3: no score when Σp(number tokens) < 0.25

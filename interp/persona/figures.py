@@ -1,0 +1,148 @@
+"""Persona figures, drawn from saved results (never from a live run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from interp.figures.style import PALETTE, style
+
+
+def _summary(frame: pd.DataFrame) -> pd.DataFrame:
+    return (
+        frame.groupby(["layer", "coef"])
+        .agg(
+            trait=("trait", "mean"),
+            trait_sem=("trait", "sem"),
+            coherence=("coherence", "mean"),
+            coherence_sem=("coherence", "sem"),
+            n=("text", "size"),
+        )
+        .reset_index()
+    )
+
+
+def steering(path: str | Path, gate: float | None = 75.0, title: str | None = None) -> go.Figure:
+    """Trait score vs coefficient, one line per layer; coherence in a second panel.
+
+    `path` is a `steering_scores.jsonl` written by `persona.select.steering_sweep`.
+    """
+    frame = pd.read_json(path, lines=True)
+    if frame.empty:
+        raise ValueError(f"{path} has no rows; run the steering sweep first")
+    table = _summary(frame)
+    scale = str(frame["scale"].iloc[0])
+    trait = str(frame["trait_name"].iloc[0])
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=(f"{trait} score", "coherence"), horizontal_spacing=0.1
+    )
+    for i, (layer, rows) in enumerate(table.groupby("layer", sort=True)):
+        rows = rows.sort_values("coef")
+        color = PALETTE[i % len(PALETTE)]
+        for col, column in ((1, "trait"), (2, "coherence")):
+            fig.add_trace(
+                go.Scatter(
+                    x=rows["coef"],
+                    y=rows[column],
+                    error_y={"type": "data", "array": rows[f"{column}_sem"], "thickness": 1},
+                    mode="lines+markers",
+                    name=f"block {layer}",
+                    legendgroup=f"block {layer}",
+                    showlegend=col == 1,
+                    line={"color": color},
+                ),
+                row=1,
+                col=col,
+            )
+    if gate is not None:
+        fig.add_hline(
+            y=gate,
+            line={"dash": "dash", "color": "#444", "width": 1.5},
+            annotation_text=f"gate {gate:g}",
+            annotation_position="top right",
+            row=1,
+            col=2,
+        )
+    n = int(table["n"].max())
+    style(
+        fig,
+        title or f"Steering with the {trait} persona vector",
+        f"coefficient ({scale})",
+        "mean score (0-100)",
+        subtitle=f"{n} generations per point, mean ± s.e.m.; dashed: coherence gate",
+    )
+    fig.update_xaxes(title_text=f"coefficient ({scale})")
+    fig.update_yaxes(range=[-2, 102])
+    return fig
+
+
+def monitor(path: str | Path, title: str | None = None) -> go.Figure:
+    """Projection of the last prompt token vs the reply's trait score, one panel per experiment.
+
+    `path` is a `monitor_scores.jsonl` written by `persona.monitor.run_monitor`; points are
+    coloured by condition (system prompt level, or number of shots).
+    """
+    frame = pd.read_json(path, lines=True).dropna(subset=["trait"])
+    if frame.empty:
+        raise ValueError(f"{path} has no scored rows; run the monitor first")
+    trait = str(frame["trait_name"].iloc[0])
+    layer = int(frame["layer"].iloc[0])
+    experiments = [e for e in ("system", "many-shot") if e in set(frame["experiment"])]
+    names = {"system": "system prompts (0 = most suppressing)", "many-shot": "many-shot (shots)"}
+    fig = make_subplots(
+        rows=1, cols=len(experiments), subplot_titles=[names[e] for e in experiments]
+    )
+    for col, experiment in enumerate(experiments, start=1):
+        part = frame[frame["experiment"] == experiment]
+        for i, (level, rows) in enumerate(part.groupby("level", sort=True)):
+            label = f"{int(level)} shots" if experiment == "many-shot" else f"prompt {int(level)}"
+            fig.add_trace(
+                go.Scatter(
+                    x=rows["projection"],
+                    y=rows["trait"],
+                    mode="markers",
+                    name=label,
+                    marker={"color": PALETTE[i % len(PALETTE)], "size": 8, "opacity": 0.8},
+                    legendgroup=experiment,
+                    legendgrouptitle_text=experiment if i == 0 else None,
+                ),
+                row=1,
+                col=col,
+            )
+    style(
+        fig,
+        title or f"Monitoring {trait}: projection before the reply vs the reply's score",
+        f"last-prompt-token projection on the unit vector (block {layer})",
+        f"{trait} score of the reply",
+    )
+    fig.update_layout(width=1100)
+    return fig
+
+
+def screening(paths: list[str | Path], title: str | None = None) -> go.Figure:
+    """Sample-level ΔP per dataset (`delta_p_<name>.jsonl` files from `persona.screen`)."""
+    fig = go.Figure()
+    for i, path in enumerate(paths):
+        frame = pd.read_json(path, lines=True)
+        if frame.empty:
+            raise ValueError(f"{path} has no rows")
+        fig.add_trace(
+            go.Box(
+                y=frame["delta_p"],
+                name=str(frame["dataset"].iloc[0]),
+                boxpoints="all",
+                jitter=0.4,
+                pointpos=0,
+                marker={"color": PALETTE[i % len(PALETTE)], "size": 5},
+            )
+        )
+    style(
+        fig,
+        title or "Projection difference ΔP per training sample",
+        "dataset",
+        "ΔP (training response − own response, on v̂)",
+    )
+    return fig
