@@ -231,6 +231,25 @@ class _BatchResult:
     positions: dict[str, list[Tensor]]  # per row: [t]
 
 
+class _PerDevice:
+    """Tensors moved to the device of the activation they meet, copied once per device.
+
+    A model split over devices (`device_map`) hands each hook its own block's device; the
+    reduction weights and masks meet the activation there, and the reduced values are copied
+    back into the result buffers on the model's device.
+    """
+
+    def __init__(self) -> None:
+        self._copies: dict[tuple[str, torch.device], Tensor] = {}
+
+    def __call__(self, key: str, t: Tensor, device: torch.device) -> Tensor:
+        if t.device == device:
+            return t
+        if (key, device) not in self._copies:
+            self._copies[(key, device)] = t.to(device)
+        return self._copies[(key, device)]
+
+
 def _run_batch(
     plan: _Plan,
     rows: list[Encoded],
@@ -283,19 +302,23 @@ def _run_batch(
     }
     hooks = plan.hooks()
 
+    at = _PerDevice()
+
     def make_hook(site: Site, li: int, last: bool) -> Any:
         def hook(x: Tensor, hook: Any) -> None:
             xf = x.float()
             if w_vec is not None:
-                reduced = einops.einsum(w_vec, xf, "r batch pos, batch pos d -> r batch d")
+                w = at("w_vec", w_vec, x.device)
+                reduced = einops.einsum(w, xf, "r batch pos, batch pos d -> r batch d")
                 for k, name in enumerate(vector_names):
                     dense[(name, site)][:, li] = reduced[k]
             if w_norm is not None:
-                norms = einops.einsum(w_norm, xf.norm(dim=-1), "r batch pos, batch pos -> r batch")
+                w = at("w_norm", w_norm, x.device)
+                norms = einops.einsum(w, xf.norm(dim=-1), "r batch pos, batch pos -> r batch")
                 for k, name in enumerate(norm_names):
                     dense[(name, site)][:, li] = norms[k]
             for name in token_names:
-                tokens[(name, site)][:, li] = xf[masks[name]]
+                tokens[(name, site)][:, li] = xf[at(name, masks[name], x.device)]
             if last:
                 raise _StopForward
 
@@ -427,7 +450,10 @@ class _ShardStore:
                 if not hits:
                     continue
                 tensors, _ = load_tensors(shard)
-            except (ValueError, KeyError, SafetensorError) as err:
+                # inside the try: a shard with readable digests but missing or misshapen
+                # tensors is damaged too (rows it half-filled are computed again below)
+                outputs.fill([i for i, _ in hits], [r for _, r in hits], tensors)
+            except (ValueError, KeyError, IndexError, RuntimeError, SafetensorError) as err:
                 # a damaged shard (cut short, overwritten) only costs recomputing its examples
                 warnings.warn(
                     f"capture cache shard {shard} is unreadable ({err}); removed it, and its "
@@ -436,7 +462,6 @@ class _ShardStore:
                 )
                 shard.unlink(missing_ok=True)
                 continue
-            outputs.fill([i for i, _ in hits], [r for _, r in hits], tensors)
             done.update(i for i, _ in hits)
         return done
 

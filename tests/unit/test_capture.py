@@ -259,6 +259,25 @@ def test_a_truncated_cache_shard_is_recomputed_with_a_warning(tiny, tmp_path):
     assert third.meta["from_cache"] == len(data)  # the recomputed shard was written back
 
 
+def test_a_shard_missing_a_tensor_is_recomputed_with_a_warning(tiny, tmp_path):
+    """Readable digests but a tensor gone (a shard rewritten by hand): recomputed, not a
+    KeyError traceback."""
+    from interp.io import load_tensors, save_tensors
+
+    data = DATA[:4]
+    fresh = capture(tiny, data, REDUCE, progress=False)
+    capture(tiny, data, REDUCE, shard_size=2, cache_dir=tmp_path, progress=False)
+    damaged = sorted(tmp_path.rglob("shard-*.safetensors"))[0]
+    tensors, meta = load_tensors(damaged)
+    dropped = sorted(tensors)[0]
+    save_tensors(damaged, {k: v for k, v in tensors.items() if k != dropped}, meta)
+    with pytest.warns(UserWarning, match=rf"{damaged.name}.*unreadable"):
+        again = capture(tiny, data, REDUCE, shard_size=2, cache_dir=tmp_path, progress=False)
+    assert again.meta["from_cache"] == 2
+    for key, value in fresh.data.items():
+        torch.testing.assert_close(again.data[key], value, rtol=1e-5, atol=1e-5)
+
+
 def run_cli(tiny_dir, tmp_path, *extra):
     from typer.testing import CliRunner
 
@@ -324,3 +343,19 @@ def test_the_cache_keys_the_model_dtype(tiny_dir, tmp_path):
     alone = capture(bf16, DATA[:2], "last", layers=[1], progress=False)
     assert second.meta["from_cache"] == 0 and torch.equal(second["last"], alone["last"])
     assert not torch.equal(first["last"], second["last"])
+
+
+def test_reduction_tensors_follow_the_activation_device():
+    """Weights and masks meet each hook's activation on its device, copied once per device.
+
+    Only the CPU is here, so the move is checked on the `meta` device; a model split over GPUs
+    (device_map) is not exercised by this suite.
+    """
+    at = capture_module._PerDevice()
+    weights = torch.ones(2, 3, 4)
+    meta = torch.device("meta")
+    moved = at("w", weights, meta)
+    assert moved.device == meta and moved.shape == weights.shape
+    assert at("w", weights, meta) is moved  # one copy per (tensor, device)
+    assert at("w", weights, torch.device("cpu")) is weights  # already there: no copy
+    assert at("mask", weights.bool(), meta) is not moved  # keyed by name, not only device

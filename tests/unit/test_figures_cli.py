@@ -155,6 +155,11 @@ def test_vectors_extract_info_and_convert(tiny_dir, tmp_path):
     assert negative.exit_code == 2 and "block indices >= 0" in negative.output
     weird = runner.invoke(app, ["vectors", "convert", str(out), str(tmp_path / "v.pt")])
     assert weird.exit_code == 2 and "writes .gguf" in weird.output
+    backwards = runner.invoke(
+        app, ["vectors", "convert", str(out), str(tmp_path / "r.gguf"), "--layers", "3-1"]
+    )
+    assert backwards.exit_code == 2 and "runs backwards" in backwards.output
+    assert not (tmp_path / "r.gguf").exists()  # no empty GGUF written with exit 0
 
 
 def test_steer_rejects_bad_arguments_before_loading(tiny_dir, tmp_path):
