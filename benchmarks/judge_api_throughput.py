@@ -4,7 +4,7 @@ Run it with `python -m benchmarks.judge_throughput api` (needs llama-cpp-python,
 extra). The server is llama-cpp-python's `llama_cpp.server` on 127.0.0.1 serving the embedded
 SmolLM2 GGUF (Q4_1) with 2 threads (tests/llamacpp.py starts and stops it). The judge scores
 the benchmark's items with its rubric by the logprob method, one request per item with
-`max_tokens=1` (logprob-0-10: the probe finds that SmolLM2 splits numbers; it runs before the
+`max_tokens=1` (logprob-0-9: the probe finds that SmolLM2 splits numbers; it runs before the
 timing). Concurrency 1 and 4 alternate, medians of `repeats` after one warm-up round, and the
 scores must not depend on concurrency.
 

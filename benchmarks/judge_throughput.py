@@ -9,8 +9,8 @@ compare (SmolLM2 puts little probability on numbers: the mass is recorded too).
 
 The API part (the API judge at concurrency 1 and 4 against a local llama.cpp server) plugs in
 as a second entry of `PARTS`; each part's results are merged into the same JSON file, so the
-parts can be run apart: `python -m benchmarks.judge_throughput [local] [local-0-10] [api]`
-(`local-0-10`: the same with the one-token logprob-0-10 method, which has no number trie).
+parts can be run apart: `python -m benchmarks.judge_throughput [local] [local-0-9] [api]`
+(`local-0-9`: the same with the one-token logprob-0-9 method, which has no number trie).
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def api_part() -> dict[str, Any]:
 
 PARTS: dict[str, Callable[[], dict[str, Any]]] = {
     "local": local_part,
-    "local-0-10": lambda: local_part("logprob-0-10"),
+    "local-0-9": lambda: local_part("logprob-0-9"),
     "api": api_part,
 }
 

@@ -8,17 +8,28 @@ from the unsteered model itself and the text:
     nll         = mean over the answer's tokens of -log p(token | prompt, earlier tokens),
                   teacher-forced through the unsteered model (the answer tokens are exact:
                   prompt and answer are tokenized apart, see `interp.batching`)
-    fluency     = 100 × clip(1 − nll / ln(1000), 0, 1)
-                  (perplexity 1 → 100, 10 → 67, 100 → 33, ≥ 1000 → 0)
+    fluency     = 100 × clip(ln(1000 / ppl) / ln(1000 / 20), 0, 1),   ppl = exp(nll)
+                  (perplexity ≤ 20 → 100, 36 → 85, 50 → 77, 100 → 59, 400 → 23, ≥ 1000 → 0)
     repetition  = share of the answer's word trigrams that repeat an earlier trigram
                   (words are \\w+ runs and single punctuation marks, lower-cased; 0 with fewer
                   than 4 words)
     coherence   = fluency × (1 − repetition)
 
+Calibration. 20 (`PPL_REF`) is what ordinary text costs a small model: the median perplexity
+of SmolLM2-135M's own replies sampled at temperature 1 was 16 (helpful) to 23 (in character) in
+the persona rollouts, and human-written neutral text scored 35. Anchoring 100 at perplexity 1
+instead (an earlier version) put the model's own fluent replies at 50-60, so a 75 gate as in
+the papers passed nothing, steered or not. With the reference, unsteered text scores 85-100 and
+steering that raises the perplexity several-fold falls below 75. A larger model finds ordinary
+text less surprising; its scores then sit at 100 until steering costs it perplexity past 20.
+Pass `ppl_ref=` to re-anchor (it is part of the judge's identity, so stored scores are
+re-keyed). The score is a screen for broken text, not a judgement of sense.
+
 Perplexity alone rewards degenerate loops: once "aye, aye, aye" has started, the model predicts
 the next "aye" with near certainty, so the loop's perplexity is *lower* than a fluent answer's.
 The repetition factor is what sends such an answer to near 0 (a loop of one word repeats almost
-every trigram). An answer with no tokens gets no score (`score` None).
+every trigram). An answer with no tokens has no `coherence` (`score` None); `CoherenceJudge`
+scores it 0, since a steered model that answers nothing has not answered coherently.
 
 The prompt of a `JudgeItem` is its question as one user message (chat-formatted by the model,
 as the answer was generated); strings, chats and `Example`s work as everywhere else.
@@ -40,6 +51,7 @@ from interp.models import Model
 from interp.progress import bar as progress_bar
 
 PPL_MAX = 1000.0  # perplexity at which fluency reaches 0
+PPL_REF = 20.0  # perplexity at and below which fluency is 100 (see "Calibration")
 NGRAM = 3  # repetition is measured on word trigrams
 _WORDS = re.compile(r"\w+|[^\w\s]")
 
@@ -68,9 +80,12 @@ def repetition(text: str, n: int = NGRAM) -> float:
     return (len(grams) - len(set(grams))) / len(grams)
 
 
-def fluency(nll: float) -> float:
-    """100 × clip(1 − nll / ln(PPL_MAX), 0, 1)."""
-    return 100.0 * min(max(1.0 - nll / math.log(PPL_MAX), 0.0), 1.0)
+def fluency(nll: float, ppl_ref: float | int = PPL_REF) -> float:
+    """100 × clip(ln(PPL_MAX / ppl) / ln(PPL_MAX / ppl_ref), 0, 1), with ppl = exp(nll)."""
+    if not 1.0 <= ppl_ref < PPL_MAX:
+        raise ValueError(f"ppl_ref must be in [1, {PPL_MAX:g}), got {ppl_ref!r}")
+    span = math.log(PPL_MAX) - math.log(ppl_ref)
+    return 100.0 * min(max((math.log(PPL_MAX) - nll) / span, 0.0), 1.0)
 
 
 def _example(item: Any, index: int) -> Example:
@@ -123,8 +138,11 @@ def response_nll(
     return out
 
 
-def coherence(model: Model, items: Sequence[Any], *, batch_size: int = 16) -> list[Coherence]:
+def coherence(
+    model: Model, items: Sequence[Any], *, batch_size: int = 16, ppl_ref: float | int = PPL_REF
+) -> list[Coherence]:
     """Offline coherence (0-100) of each item's answer under the unsteered `model`."""
+    fluency(0.0, ppl_ref)  # checks ppl_ref before any work
     texts = [
         item.answer if isinstance(item, JudgeItem) else _example(item, i).response
         for i, item in enumerate(items)
@@ -137,7 +155,7 @@ def coherence(model: Model, items: Sequence[Any], *, batch_size: int = 16) -> li
         if n == 0:
             out.append(Coherence(None, math.nan, math.nan, math.nan, rep, 0))
             continue
-        flu = fluency(nll)
+        flu = fluency(nll, ppl_ref)
         out.append(Coherence(flu * (1.0 - rep), nll, math.exp(nll), flu, rep, n))
     return out
 
@@ -147,12 +165,16 @@ class CoherenceJudge:
     keyed, resumable) like any judge's. The rubric is ignored: the formula is the method.
 
     Identity: backend "local", the model's fingerprint, method "offline-coherence", and the
-    formula's constants (perplexity ceiling, n-gram size) as settings.
+    formula's constants (reference and ceiling perplexities, n-gram size) as settings.
     """
 
-    def __init__(self, model: Model, *, batch_size: int = 16) -> None:
+    def __init__(
+        self, model: Model, *, batch_size: int = 16, ppl_ref: float | int = PPL_REF
+    ) -> None:
+        fluency(0.0, ppl_ref)  # checks ppl_ref
         self.model = model
         self.batch_size = batch_size
+        self.ppl_ref = float(ppl_ref)
 
     def identity(self, rubric: Any = None) -> JudgeIdentity:
         return JudgeIdentity(
@@ -160,14 +182,19 @@ class CoherenceJudge:
             self.model.fingerprint(),
             "offline-coherence",
             "none",
-            {"model_name": self.model.name, "ppl_max": PPL_MAX, "ngram": NGRAM},
+            {
+                "model_name": self.model.name,
+                "ppl_ref": self.ppl_ref,
+                "ppl_max": PPL_MAX,
+                "ngram": NGRAM,
+            },
         )
 
     def score(self, items: Sequence[JudgeItem], rubric: Any = None) -> list[Score]:
         out = []
-        for c in coherence(self.model, items, batch_size=self.batch_size):
+        for c in coherence(self.model, items, batch_size=self.batch_size, ppl_ref=self.ppl_ref):
             if c.score is None:
-                out.append(Score(None, "unparsed", raw="empty answer"))
+                out.append(Score(0.0, raw="empty answer"))
             else:
                 value = min(max(c.score, 0.0), 100.0)
                 out.append(Score(value, raw=f"ppl {c.perplexity:.2f}, rep {c.repetition:.2f}"))

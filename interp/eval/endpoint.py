@@ -195,44 +195,51 @@ class Endpoint:
         """
         import openai
 
-        env, scrub, error = self.env, self.scrub, self.error
-        where = f"the {self.what} server at {self.endpoint}"
         try:
             return request()
-        except (openai.AuthenticationError, openai.PermissionDeniedError) as err:
+        except openai.OpenAIError as err:
+            failure = self._failure(err, model)
+        # raised outside the `except`: the client's exception (whose message or request may hold
+        # the key) is not kept as __context__ for a debugger or error reporter to find
+        raise failure
+
+    def _failure(self, err: Exception, model: str | None) -> EndpointError:
+        """The one-line error for a client exception, naming the variable to fix, never the key."""
+        import openai
+
+        env, scrub, error = self.env, self.scrub, self.error
+        where = f"the {self.what} server at {self.endpoint}"
+        if isinstance(err, (openai.AuthenticationError, openai.PermissionDeniedError)):
             given = "it refused the key" if self.has_key else "no key was set"
-            raise error(
+            return error(
                 f"{where} answered HTTP {err.status_code} ({given}); set {env.api_key} (or "
                 f"{env.fallback_api_key}) to a key it accepts",
                 status=err.status_code,
-            ) from None
-        except openai.APITimeoutError:
-            raise error(
+            )
+        if isinstance(err, openai.APITimeoutError):
+            return error(
                 f"{where} did not answer within {self.timeout:g} s ({self.max_retries} retries); "
                 "check the server, or pass a larger timeout="
-            ) from None
-        except openai.APIConnectionError as err:
+            )
+        if isinstance(err, openai.APIConnectionError):
             cause = scrub(str(err.__cause__ or err))[:200]
-            raise error(
+            return error(
                 f"cannot reach {where} ({cause}); start the server, or set {env.base_url} (or "
                 f"{env.fallback_base_url}) to its URL"
-            ) from None
-        except openai.NotFoundError as err:
-            raise error(
+            )
+        if isinstance(err, openai.NotFoundError):
+            return error(
                 f"{where} answered HTTP 404 ({scrub(err.message)[:200]}): no such endpoint or "
                 f"model; check {env.base_url} (usually ends in /v1) and the model "
                 f"({env.model}, now {model!r})",
                 status=404,
-            ) from None
-        except openai.BadRequestError as err:
-            raise error(
-                f"{where} answered HTTP 400: {scrub(err.message)[:200]}", status=400
-            ) from None
-        except openai.APIStatusError as err:
-            raise error(
+            )
+        if isinstance(err, openai.BadRequestError):
+            return error(f"{where} answered HTTP 400: {scrub(err.message)[:200]}", status=400)
+        if isinstance(err, openai.APIStatusError):
+            return error(
                 f"{where} answered HTTP {err.status_code} after {self.max_retries} retries "
                 f"({scrub(err.message)[:200]}); {self.busy_hint}",
                 status=err.status_code,
-            ) from None
-        except openai.OpenAIError as err:
-            raise error(f"{where}: {scrub(str(err))[:300]}") from None
+            )
+        return error(f"{where}: {scrub(str(err))[:300]}")

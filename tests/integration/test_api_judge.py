@@ -102,7 +102,7 @@ def pearson(x: list[float], y: list[float]) -> float:
 
 def raw_expected_value(url: str, prompt: str) -> tuple[float, float]:
     """(mass, score on 0-100) from a bare HTTP request, worked out here by hand: the expected
-    value over the digit tokens 0-9 and "10" among the top 20, on a 0-10 scale, times 10."""
+    value over the digit tokens 0-9 among the top 20, on a 0-9 scale, times 100/9."""
     body = {
         "model": MODEL_ALIAS,
         "messages": [{"role": "user", "content": prompt}],
@@ -120,14 +120,14 @@ def raw_expected_value(url: str, prompt: str) -> tuple[float, float]:
     with urllib.request.urlopen(request, timeout=60) as response:
         reply = json.loads(response.read())
     top = reply["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
-    numbers = {str(k): k for k in range(11)}
+    numbers = {str(k): k for k in range(10)}
     weights = [
         (numbers[t["token"].strip()], math.exp(t["logprob"]))
         for t in top
         if t["token"].strip() in numbers
     ]
     mass = sum(p for _, p in weights)
-    return mass, sum(k * p for k, p in weights) / mass * 10
+    return mass, sum(k * p for k, p in weights) / mass * 100 / 9
 
 
 def test_api_judge_scores_and_detects_digit_splitting(
@@ -141,7 +141,7 @@ def test_api_judge_scores_and_detects_digit_splitting(
     assert judge.model == MODEL_ALIAS
     # the probe agrees with SmolLM2's own tokenizer: it writes numbers digit by digit
     assert judge.splits_numbers() is True and splits_numbers(smollm.tokenizer) is True
-    assert identity.method == "logprob-0-10" and identity.settings["scale_max"] == 10
+    assert identity.method == "logprob-0-9" and identity.settings["scale_max"] == 9
     # given the tokenizer, the judge decides without a probe, and the same way
     api._PROBED.clear()
     told = ApiJudge(MODEL_ALIAS, tokenizer=smollm.tokenizer, min_mass=0.0)
@@ -149,7 +149,7 @@ def test_api_judge_scores_and_detects_digit_splitting(
     # each score is the expected value a bare request gives, computed by hand
     assert len(scores) == len(items)
     for item, score in zip(items, scores, strict=True):
-        mass, value = raw_expected_value(env, POINTS.render(item, scale_max=10))
+        mass, value = raw_expected_value(env, POINTS.render(item, scale_max=9))
         assert score.value == pytest.approx(value, abs=1e-6)
         assert score.mass == pytest.approx(mass, abs=1e-9)
     # the key appears in no log line and no result file
@@ -178,7 +178,7 @@ def test_wrong_key_names_the_variable_and_not_the_key(
 
 
 def test_api_judge_agrees_with_the_local_judge(env: str, smollm: interp.Model) -> None:
-    """Same method (logprob-0-10), llama.cpp on Q4_1 weights vs torch on dequantized weights.
+    """Same method (logprob-0-9), llama.cpp on Q4_1 weights vs torch on dequantized weights.
 
     SmolLM2-135M is a weak judge: it puts 0.03-0.4 of its probability on a number first, so at
     the paper's 0.25 threshold most items get no score and the decision is a close call. The
@@ -188,8 +188,8 @@ def test_api_judge_agrees_with_the_local_judge(env: str, smollm: interp.Model) -
     items = load_items()
     assert len(items) >= 40
     remote = ApiJudge(MODEL_ALIAS)  # number_tokens="auto": detects the digit splitting
-    local = LocalJudge(smollm, method="logprob-0-10")
-    assert remote.identity(POINTS).method == local.identity(POINTS).method == "logprob-0-10"
+    local = LocalJudge(smollm, method="logprob-0-9")
+    assert remote.identity(POINTS).method == local.identity(POINTS).method == "logprob-0-9"
     got, want = remote.score(items, POINTS), local.score(items, POINTS)
     pairs = list(zip(got, want, strict=True))
     same_decision = sum((a.value is None) == (b.value is None) for a, b in pairs)
@@ -199,7 +199,7 @@ def test_api_judge_agrees_with_the_local_judge(env: str, smollm: interp.Model) -
     r_mass = pearson([a for a, _ in masses], [b for _, b in masses])
 
     every_got = ApiJudge(MODEL_ALIAS, min_mass=0.0).score(items, POINTS)
-    every_want = LocalJudge(smollm, method="logprob-0-10", min_mass=0.0).score(items, POINTS)
+    every_want = LocalJudge(smollm, method="logprob-0-9", min_mass=0.0).score(items, POINTS)
     every = [
         (a.value, b.value)
         for a, b in zip(every_got, every_want, strict=True)

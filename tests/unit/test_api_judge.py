@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -45,9 +46,9 @@ def item(answer: str) -> JudgeItem:
 # Multi-digit tokens (GPT-4-like): answers "80 with 0.6 (two spellings), 90 with 0.3".
 MULTI_TOP = {"80": 0.5, " 80": 0.1, "90": 0.3, "Hello": 0.1}
 MULTI_EXPECTED = (80 * 0.6 + 90 * 0.3) / 0.9  # 83.33 on 0-100
-# Digit tokens (SmolLM2-like), asked on 0-10: 7 with 0.6, 8 with 0.3.
+# Digit tokens (SmolLM2-like), asked on 0-9: 7 with 0.6, 8 with 0.3.
 SINGLE_TOP = {"7": 0.6, "8": 0.3, "x": 0.1}
-SINGLE_EXPECTED = (7 * 0.6 + 8 * 0.3) / 0.9 * 10  # 73.33 on 0-100
+SINGLE_EXPECTED = (7 * 0.6 + 8 * 0.3) / 0.9 * 100 / 9  # 81.48 on 0-100
 
 
 def scripted(kind: str) -> Any:
@@ -90,17 +91,18 @@ def test_multi_digit_server_uses_the_0_100_scale() -> None:
     assert len(probes) == len(api.PROBE_NUMBERS)
 
 
-def test_digit_splitting_server_uses_the_0_10_scale() -> None:
+def test_digit_splitting_server_uses_the_0_9_scale() -> None:
+    """Not 0-10: "10" is two digit tokens, and one token would read a confident 10 as 1."""
     with fake_server(scripted("single")) as server:
         judge = ApiJudge(base_url=server.url)  # model: the server's only one
         scores = judge.score([item("fine"), item("also fine")], RUBRIC)
         identity = judge.identity(RUBRIC)
     assert judge.model == "fake-judge"
     assert judge.splits_numbers() is True
-    assert identity.method == "logprob-0-10" and identity.settings["scale_max"] == 10
+    assert identity.method == "logprob-0-9" and identity.settings["scale_max"] == 9
     assert [s.value for s in scores] == pytest.approx([SINGLE_EXPECTED] * 2)
     graded = [r["body"] for r in server.requests if "Rate the answer" in prompt_of(r["body"])]
-    assert all("from 0 to 10." in prompt_of(b) for b in graded)
+    assert graded and all("from 0 to 9." in prompt_of(b) for b in graded)
 
 
 def test_probe_runs_once_per_server_and_model() -> None:
@@ -140,6 +142,29 @@ def test_a_429_is_retried_then_scored() -> None:
         [score] = judge.score([item("x")], RUBRIC)
     assert calls["n"] == 2
     assert score.value == pytest.approx(SINGLE_EXPECTED)
+
+
+def test_a_timeout_is_retried_then_scored() -> None:
+    """The first request outlives the client's timeout; the retry is answered at once."""
+    calls = {"n": 0}
+
+    def slow_once(body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            time.sleep(1.5)
+        return 200, completion("7", SINGLE_TOP), {}
+
+    with fake_server(slow_once) as server:
+        judge = ApiJudge("fake-judge", base_url=server.url, number_tokens="single", timeout=0.5)
+        [score] = judge.score([item("x")], RUBRIC)
+    assert calls["n"] == 2
+    assert score.value == pytest.approx(SINGLE_EXPECTED)
+
+
+def test_min_mass_takes_an_int_and_refuses_a_bool() -> None:
+    assert ApiJudge("m", base_url="http://127.0.0.1:9/v1", min_mass=0).min_mass == 0.0
+    with pytest.raises(ValueError, match="min_mass must be a probability"):
+        ApiJudge("m", base_url="http://127.0.0.1:9/v1", min_mass=True)
 
 
 def test_a_persistent_5xx_fails_after_the_retries() -> None:
@@ -186,7 +211,7 @@ def test_scores_come_back_in_item_order() -> None:
     with fake_server(by_answer, delay=0.01) as server:
         judge = ApiJudge("fake-judge", base_url=server.url, number_tokens="single")
         scores = judge.score([item(str(i % 10)) for i in range(20)], RUBRIC)
-    assert [s.value for s in scores] == pytest.approx([float(i % 10) * 10 for i in range(20)])
+    assert [s.value for s in scores] == pytest.approx([(i % 10) * 100 / 9 for i in range(20)])
 
 
 def test_text_mode_parses_the_reply() -> None:
@@ -272,7 +297,8 @@ def test_a_wrong_key_names_the_variable_and_never_the_key(
         identity = judge.identity(RUBRIC)
     message = str(err.value)
     assert "INTERP_JUDGE_API_KEY" in message and "401" in message
-    assert err.value.__cause__ is None and err.value.__suppress_context__
+    # nothing chained: the client's exception (which may hold the key) is not reachable
+    assert err.value.__cause__ is None and err.value.__context__ is None
     assert any(r.name.startswith("openai") for r in caplog.records)  # the client did log
     saved = tmp_path / "identity.json"
     saved.write_text(json.dumps(identity.to_dict()))

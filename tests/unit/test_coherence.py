@@ -32,10 +32,17 @@ def test_repetition_counts_repeated_word_trigrams_by_hand():
 
 
 def test_fluency_maps_perplexity_to_0_100():
-    assert fluency(0.0) == 100.0
-    assert fluency(math.log(10)) == pytest.approx(100 * (1 - 1 / 3))
+    # 100 up to the reference perplexity 20, 0 from 1000, log-linear between (by hand)
+    assert fluency(0.0) == 100.0 and fluency(math.log(20)) == pytest.approx(100.0)
+    assert fluency(math.log(50)) == pytest.approx(100 * math.log(20) / math.log(50))  # 76.6
+    assert fluency(math.log(100)) == pytest.approx(100 * math.log(10) / math.log(50))  # 58.9
     assert fluency(math.log(1000)) == pytest.approx(0.0, abs=1e-9)
     assert fluency(20.0) == 0.0
+    # another reference moves the anchor: perplexity 10 scores 100 with ppl_ref=10 only
+    assert fluency(math.log(10), ppl_ref=10) == pytest.approx(100.0)
+    assert fluency(math.log(20), ppl_ref=10) < 100
+    with pytest.raises(ValueError, match="ppl_ref must be in"):
+        fluency(1.0, ppl_ref=0.5)
 
 
 def test_response_nll_equals_a_plain_hf_forward_row_by_row(tiny, tiny_dir):
@@ -64,8 +71,19 @@ def test_coherence_combines_fluency_and_repetition(tiny):
         assert result.score == pytest.approx(fluency(result.nll) * (1 - result.repetition))
         assert result.perplexity == pytest.approx(math.exp(result.nll))
     assert out[3].repetition > 0.5  # the sentence said three times
-    assert out[4].score is None and out[4].n_tokens == 0  # an empty answer gets no score
+    assert out[4].score is None and out[4].n_tokens == 0  # an empty answer has no coherence
     assert out[5].n_tokens > 0 and out[5].score is not None  # Examples work as everywhere
+
+
+def test_the_judge_scores_an_empty_answer_0_and_keys_the_reference(tiny):
+    from interp.eval.coherence import CoherenceJudge
+
+    judge = CoherenceJudge(tiny)
+    empty, full = judge.score([JudgeItem("Empty?", ""), ITEMS[0]])
+    assert empty.value == 0.0 and empty.raw == "empty answer"  # a steered model said nothing
+    assert full.value is not None and full.value > 0
+    assert judge.identity().settings["ppl_ref"] == 20.0
+    assert CoherenceJudge(tiny, ppl_ref=10).identity() != judge.identity()
 
 
 class RubricEcho:

@@ -126,3 +126,53 @@ def test_local_judge_scores_round_trip_through_the_store(tiny, tmp_path):
     record = RunStore(tmp_path / "s.jsonl").records()[0]
     assert record["config"]["judge"]["model"] == tiny.fingerprint()
     assert record["config"]["judge"]["method"] == judge.method
+
+
+class RubricJudge:
+    """Gives each AxBench rubric its own fixed 0-2 rating per item: (concept, instruction,
+    fluency) from `ratings[item.question]`, None for no score; counts the backend calls."""
+
+    def __init__(self, ratings: dict[str, tuple[int | None, int | None, int | None]]) -> None:
+        self.ratings = ratings
+        self.calls = 0
+
+    def identity(self, rubric: Rubric) -> JudgeIdentity:
+        return JudgeIdentity("local", "scripted", "logprob", rubric.digest(), {"scale_max": 2})
+
+    def score(self, items: Sequence[JudgeItem], rubric: Rubric) -> list[Score]:
+        self.calls += 1
+        which = ("axbench-concept", "axbench-instruction", "axbench-fluency").index(rubric.name)
+        out = []
+        for item in items:
+            rating = self.ratings[item.question][which]
+            out.append(Score(None, "low_mass") if rating is None else Score(rating * 50.0))
+        return out
+
+
+def test_axbench_steering_score_rates_three_rubrics_and_takes_the_harmonic_mean(tmp_path):
+    from interp.eval.judges.axbench import score_steering
+
+    ratings: dict[str, tuple[int | None, int | None, int | None]] = {
+        "a": (2, 2, 2),
+        "b": (2, 1, 2),
+        "c": (0, 2, 2),
+        "d": (1, None, 2),
+    }
+    items = [JudgeItem(q, f"text {q}", {"concept": "the sea"}) for q in ratings]
+    judge = RubricJudge(ratings)
+    got = score_steering(judge, items, tmp_path / "axbench.jsonl")
+    assert [(s.concept, s.instruction, s.fluency) for s in got] == [
+        (2.0, 2.0, 2.0),
+        (2.0, 1.0, 2.0),
+        (0.0, 2.0, 2.0),
+        (1.0, None, 2.0),
+    ]
+    assert got[0].combined == pytest.approx(2.0)
+    assert got[1].combined == pytest.approx(3 / (1 / 2 + 1 / 1 + 1 / 2))  # 1.5
+    assert got[2].combined == 0.0  # a failed steer: the concept is absent
+    assert got[3].combined is None  # a rating is missing
+    assert judge.calls == 3  # one batch per rubric
+    again = score_steering(judge, items, tmp_path / "axbench.jsonl")
+    assert again == got and judge.calls == 3  # from the store
+    with pytest.raises(ValueError, match="item 0 has no 'concept' field"):
+        score_steering(judge, [JudgeItem("q", "a")], tmp_path / "other.jsonl")

@@ -204,15 +204,15 @@ def test_logprob_0_100_equals_the_top20_expectation(number_dir):
     assert checked >= 3  # numbers are most of this vocabulary: the expectation is exercised
 
 
-def test_logprob_0_10_renders_the_rubric_on_ten_and_maps_to_100(number_dir):
+def test_logprob_0_9_renders_the_rubric_on_nine_and_maps_to_100(number_dir):
     model = interp.load_model(str(number_dir), device="cpu")
-    judge = LocalJudge(model, method="logprob-0-10", min_mass=0.0)
+    judge = LocalJudge(model, method="logprob-0-9", min_mass=0.0)
     rubric = builtin("coherence")
-    assert "from 0 to 10 and" in judge.prompts(ITEMS[:1], rubric)[0][0]["content"]
+    assert "from 0 to 9 and" in judge.prompts(ITEMS[:1], rubric)[0][0]["content"]
     hf = AutoModelForCausalLM.from_pretrained(model.source, dtype=torch.float32).eval()
     for item, score in zip(ITEMS, judge.score(ITEMS, rubric), strict=True):
-        lp = _logprobs(hf, _prompt_ids(model, rubric, item, 10))[-1]
-        mass, value = _top20_reference(lp, model.tokenizer, 10)
+        lp = _logprobs(hf, _prompt_ids(model, rubric, item, 9))[-1]
+        mass, value = _top20_reference(lp, model.tokenizer, 9)
         assert score.mass == pytest.approx(mass, rel=1e-5, abs=1e-12)
         if mass > 0:
             assert score.value == pytest.approx(value, abs=1e-4)
@@ -254,8 +254,8 @@ def test_identity_records_method_fingerprint_and_reading_scale(digit_dirs, numbe
         digit_model.fingerprint(),
     )
     assert auto.rubric == coherence.digest()
-    ten = LocalJudge(digit_model, method="logprob-0-10").identity(coherence)
-    assert ten.settings["scale_max"] == 10 and ten.method == "logprob-0-10"
+    nine = LocalJudge(digit_model, method="logprob-0-9").identity(coherence)
+    assert nine.settings["scale_max"] == 9 and nine.method == "logprob-0-9"
     assert LocalJudge(number_model).identity(coherence).method == "logprob-0-100"
     with pytest.raises(ValueError, match=r"splits numbers into digits.*digits-exact"):
         LocalJudge(digit_model, method="logprob-0-100").identity(coherence)

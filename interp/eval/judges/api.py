@@ -28,8 +28,9 @@ token silently sees only 0-9. `number_tokens="auto"` finds out which kind the se
 from `tokenizer` when one is given (`logprob.splits_numbers`), else by a one-time probe per
 (server, model) that asks for a two-digit number with `max_tokens=1` and looks at the returned
 tokens (a multi-digit token proves multi-digit numbers; only single digits mean it splits). A
-digit-splitting judge is asked on a 0-10 scale (`rubric.render(item, scale_max=10)`) and the
-score is mapped to 0-100 ("logprob-0-10"). The identity names the method used.
+digit-splitting judge is asked on a 0-9 scale (`rubric.render(item, scale_max=9)`) and the
+score is mapped to 0-100 ("logprob-0-9"); not 0-10, because "10" is two tokens there and its
+first token would read as 1. The identity names the method used.
 
 The identity (what results are stored under) holds the model name, the method, the rubric's
 digest, the decoding settings and the endpoint without credentials (`scheme://host:port/path`):
@@ -64,7 +65,7 @@ from interp.eval.endpoint import (
     public_url,
 )
 from interp.eval.judges.base import MIN_NUMBER_MASS, JudgeIdentity, JudgeItem, Method, Score
-from interp.eval.judges.logprob import expected_score, splits_numbers
+from interp.eval.judges.logprob import expected_score, one_token_reading, splits_numbers
 from interp.eval.judges.rubrics import Rubric, resolve
 
 ENV_BASE_URL = "INTERP_JUDGE_BASE_URL"
@@ -158,7 +159,7 @@ class ApiJudge:
         mode: "logprob" (expected value over the top-20 number tokens) or "text" (parse a reply).
         number_tokens: "auto" (probe the server, or use `tokenizer`), "multi" (numbers up to 100
             are one token: GPT-4, Llama 3) or "single" (digits: SmolLM2, Gemma, Qwen; the rubric
-            is then asked on 0-10).
+            is then asked on 0-9).
         concurrency: requests in flight at once.
         max_retries: retries of 408/409/429/5xx answers and timeouts, with backoff.
         timeout: seconds per request.
@@ -182,7 +183,7 @@ class ApiJudge:
         max_retries: int = 4,
         timeout: float = 60.0,
         tokenizer: Any = None,
-        min_mass: float = MIN_NUMBER_MASS,
+        min_mass: float | int = MIN_NUMBER_MASS,
     ) -> None:
         if mode not in ("logprob", "text"):
             raise ValueError(f"mode must be 'logprob' or 'text', not {mode!r}")
@@ -193,8 +194,11 @@ class ApiJudge:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be a positive integer, not {concurrency!r}")
         check_settings(max_retries, timeout)
-        if not (isinstance(min_mass, float) and 0.0 <= min_mass <= 1.0):
+        if isinstance(min_mass, bool) or not (
+            isinstance(min_mass, (int, float)) and 0.0 <= min_mass <= 1.0
+        ):
             raise ValueError(f"min_mass must be a probability in [0, 1], not {min_mass!r}")
+        min_mass = float(min_mass)
         self._endpoint = Endpoint(
             base_url,
             env=ENV,
@@ -239,7 +243,7 @@ class ApiJudge:
         return self._endpoint.served_model()
 
     def splits_numbers(self) -> bool:
-        """Whether the served model writes numbers digit by digit (decides the 0-10 scale)."""
+        """Whether the served model writes numbers digit by digit (decides the 0-9 scale)."""
         if self.number_tokens != "auto":
             return self.number_tokens == "single"
         if self._tokenizer is not None:
@@ -274,8 +278,7 @@ class ApiJudge:
         """The scale the rubric is asked on and the method name for the identity."""
         if self.mode == "text":
             return rubric.scale_max, "text"
-        scale = min(rubric.scale_max, 10) if self.splits_numbers() else rubric.scale_max
-        return scale, ("logprob-0-100" if scale == 100 else "logprob-0-10")
+        return one_token_reading(rubric.scale_max, self.splits_numbers())
 
     def identity(self, rubric: Rubric | str | Path) -> JudgeIdentity:
         """Backend, model, method and rubric digest, plus the decoding settings and endpoint."""

@@ -23,13 +23,21 @@ from typing import Any, Literal, Protocol, runtime_checkable
 Backend = Literal["api", "local", "classifier"]
 # How a number was read:
 #   logprob-0-100  one token, expected value over integer tokens 0..100 (multi-digit vocab)
-#   logprob-0-10   one token on a 0-10 rubric scale, mapped to 0-100 (digit-splitting vocab)
+#   logprob-0-9    one token on a 0-9 rubric scale, mapped to 0-100 (digit-splitting vocab:
+#                  "10" would be two tokens, and its first digit would read as 1)
+#   logprob        one token on a rubric whose whole scale is single tokens (e.g. 0-2)
 #   digits-exact   exact expected value over digit sequences 0..100 (local judge only)
 #   text           the number parsed from a generated reply (no logprobs available)
 #   classifier     probability of the trait from an offline classifier, × 100
 #   offline-coherence  fluency under the unsteered model × (1 − repetition), no LLM judge
 Method = Literal[
-    "logprob-0-100", "logprob-0-10", "digits-exact", "text", "classifier", "offline-coherence"
+    "logprob-0-100",
+    "logprob-0-9",
+    "logprob",
+    "digits-exact",
+    "text",
+    "classifier",
+    "offline-coherence",
 ]
 NoScore = Literal["refusal", "low_mass", "unparsed", "error"]
 

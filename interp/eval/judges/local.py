@@ -8,9 +8,10 @@ assistant's reply. Methods (`base.Method`):
   first reply token over the full vocabulary, expected value over the tokens that are numbers
   in [0, scale] (`logprob.expected_score`). Right for vocabularies with multi-digit number
   tokens; refused on a digit-splitting tokenizer with a 0-100 rubric, where it is silently wrong.
-- `logprob-0-10`: the same on the rubric rendered with `scale_max=10`, mapped to 0-100. With a
-  digit-splitting tokenizer "10" is two tokens, so its first digit counts as 1: that is the
-  method's known coarseness, and why `digits-exact` exists.
+- `logprob-0-9`: the same on a rubric past 9 rendered with `scale_max=9`, mapped to 0-100: the
+  one-token reading for a digit-splitting tokenizer (not 0-10: "10" is two tokens there, and
+  its first digit would count as 1). Coarser than `digits-exact`, and what an API judge on such
+  a vocabulary uses.
 - `digits-exact`: the exact probability of every number n in [0, scale] written as its own
   tokens (`tokenizer.encode(str(n))`, digit by digit on a digit-splitting tokenizer) and then
   ended: P(n) = Π P(token_i | prompt, tokens_<i) × P(next token does not start with a digit).
@@ -48,12 +49,12 @@ from torch import Tensor
 
 from interp.batching import encode_all, length_sorted_batches
 from interp.eval.judges.base import MIN_NUMBER_MASS, JudgeIdentity, JudgeItem, Method, Score
-from interp.eval.judges.logprob import expected_score, splits_numbers
+from interp.eval.judges.logprob import DIGIT_SCALE, expected_score, splits_numbers
 from interp.eval.judges.rubrics import Rubric, resolve
 from interp.models import Model
 from interp.steering.generation import _cache_arg, _cache_of
 
-LocalMethod = Literal["auto", "digits-exact", "logprob-0-100", "logprob-0-10"]
+LocalMethod = Literal["auto", "digits-exact", "logprob-0-100", "logprob-0-9"]
 TOP_LOGPROBS = 20
 NUMBER_START = re.compile(r"^[0-9]")
 
@@ -328,14 +329,14 @@ class LocalJudge:
 
     # -- identity ---------------------------------------------------------------------------
     def read_scale(self, rubric: Rubric) -> int:
-        """The scale the judge reads numbers on for `rubric` (10 for logprob-0-10 on 0-100)."""
-        if self.method == "logprob-0-10" and rubric.scale_max == 100:
-            return 10
+        """The scale the judge reads numbers on for `rubric` (9 for logprob-0-9 past 9)."""
+        if self.method == "logprob-0-9" and rubric.scale_max > DIGIT_SCALE:
+            return DIGIT_SCALE
         if self.method == "logprob-0-100" and self.splits_numbers and rubric.scale_max > 9:
             raise ValueError(
                 f"{self.model.name}'s tokenizer splits numbers into digits, so one token cannot "
                 f"read rubric {rubric.name!r} on 0-{rubric.scale_max}; use method='digits-exact' "
-                "(exact) or 'logprob-0-10'"
+                "(exact) or 'logprob-0-9'"
             )
         return rubric.scale_max
 
@@ -354,7 +355,7 @@ class LocalJudge:
             "min_mass": self.min_mass,
             "chat_template": self._chat_format(),  # digest, or None for the plain fallback
         }
-        if self.method in ("logprob-0-100", "logprob-0-10"):
+        if self.method in ("logprob-0-100", "logprob-0-9"):
             settings["top_logprobs"] = TOP_LOGPROBS
         else:
             settings["leading_space"] = not self.model.has_chat_template

@@ -7,7 +7,8 @@ probability on such tokens there is no score (a refusal or a reply that is not a
 
 Many tokenizers split numbers into single digits (SmolLM2, Gemma, Qwen); with them one token
 can only be 0-9, and a 0-100 scale read this way is silently wrong. `splits_numbers` detects such
-a tokenizer; judges then use a 0-10 rubric scale (one digit token, or "10") mapped to 0-100, or,
+a tokenizer; judges then use a 0-9 rubric scale (one digit token; not 0-10, whose "10" would be
+two tokens read as "1") mapped to 0-100, or,
 where the backend allows it, an exact expected value over digit sequences (the local judge).
 """
 
@@ -17,7 +18,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from interp.eval.judges.base import MIN_NUMBER_MASS, Score
+from interp.eval.judges.base import MIN_NUMBER_MASS, Method, Score
+
+DIGIT_SCALE = 9  # the largest number a digit-splitting tokenizer writes as one token
 
 
 def number_value(token: str, scale_max: int) -> int | None:
@@ -63,3 +66,17 @@ def splits_numbers(tokenizer: Any) -> bool:
             if [p for p in pieces if p] == [number]:
                 return False
     return True
+
+
+def one_token_reading(scale_max: int, splits: bool) -> tuple[int, Method]:
+    """The scale a one-token judge reads a 0..`scale_max` rubric on, and the method's name.
+
+    On a digit-splitting vocabulary a scale past 9 is asked on 0-9 ("logprob-0-9"); a 0-100
+    rubric on a multi-digit vocabulary is the paper's "logprob-0-100"; a scale whose numbers are
+    all single tokens (AxBench's 0-2, say) is read as it is ("logprob").
+    """
+    if splits and scale_max > DIGIT_SCALE:
+        return DIGIT_SCALE, "logprob-0-9"
+    if scale_max == 100:
+        return 100, "logprob-0-100"
+    return scale_max, "logprob"
