@@ -187,6 +187,12 @@ class Model:
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
 
+    @property
+    def stop_strings(self) -> tuple[str, ...]:
+        """Where a reply ends besides EOS: none with a chat template; with the plain fallback a
+        base model writes the next "User:" turn itself, so "\nUser:" ends the reply there."""
+        return () if self.has_chat_template else (f"\n{ROLE_NAMES['user']}:",)
+
     def format_chat(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
         """Render messages with the tokenizer's chat template, or a plain fallback for base models.
 

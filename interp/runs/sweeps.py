@@ -37,7 +37,7 @@ from interp.positions import LAST_PROMPT, RESPONSE, Positions
 from interp.progress import bar as progress_bar
 from interp.runs.store import RunStore, unit_key
 from interp.steering import interventions as iv
-from interp.steering.generation import Generation, generate
+from interp.steering.generation import Generation, generate, stop_strings
 from interp.vectors import DirectionSet
 
 # score(configs, generations) -> one dict of extra result fields per cell (e.g. a projection)
@@ -122,6 +122,7 @@ def run_sweep(
     seed: int = 0,
     batch_size: int = 32,
     scorer: Scorer | None = None,
+    stop: Sequence[str] | None = None,
     allow_other_model: bool = False,
     progress: bool | None = None,
 ) -> RunStore:
@@ -129,7 +130,8 @@ def run_sweep(
 
     A generation is keyed without the scorer (`gen_key`, stored in each record with its text
     and tokens): a unit asked for under another scorer, whose generation is already stored,
-    reuses that text and tokens and only runs the scorer.
+    reuses that text and tokens and only runs the scorer. `stop` is as in `generate` (None:
+    the model's own stop strings); stop strings are part of the key when there are any.
     """
     return _run(
         model,
@@ -141,6 +143,7 @@ def run_sweep(
         seed=seed,
         batch_size=batch_size,
         scorer=scorer,
+        stop=stop,
         allow_other_model=allow_other_model,
         progress=progress,
     )[0]
@@ -157,6 +160,7 @@ def _run(
     seed: int = 0,
     batch_size: int = 32,
     scorer: Scorer | None = None,
+    stop: Sequence[str] | None = None,
     allow_other_model: bool = False,
     progress: bool | None = None,
 ) -> tuple[RunStore, list[str]]:
@@ -166,12 +170,15 @@ def _run(
     if not cells:
         raise ValueError("the sweep has no cells")
     store = store if isinstance(store, RunStore) else RunStore(store)
-    generation = {
+    generation: dict[str, Any] = {
         "max_new_tokens": max_new_tokens,
         "temperature": temperature,
         "top_p": top_p,
         "seed": seed,
     }
+    stops = stop_strings(model, stop)
+    if stops:  # keyed only when there are any, so runs without stop strings keep their keys
+        generation["stop"] = list(stops)
     full, gen_keys = _unit_configs(model, cells, generation, scorer)
     todo = store.todo(full)
     made = _stored_generations(store, {gen_keys[i] for i in todo}) if todo else {}
@@ -189,6 +196,7 @@ def _run(
                     top_p=top_p,
                     seeds=[seed + int(gen_keys[i][:12], 16) % 2**31 for i in fresh],
                     batch_size=batch_size,
+                    stop=stops,
                     allow_other_model=allow_other_model,
                     progress=False,
                 )

@@ -13,8 +13,8 @@ devices), so a row's samples depend on that device type but not on the batch.
 
 Token identity (a batched row gives the same tokens as the row run alone, or as plain HF
 generate) is a claim for CPU float32, where tests check it exactly. On a GPU (bf16, TF32 kernels
-that depend on the batch shape) tests compare logits with a tolerance, and greedy tokens can
-differ where two candidates are that close.
+that depend on the batch shape) expect logits equal within a tolerance, and greedy tokens can
+differ where two candidates are that close; no GPU test runs in this suite yet.
 
 `next_token_logprobs` is the analysis twin: a forward through the bridge (hook points and all)
 returning the log-probabilities after each row's last token, with interventions applied.
@@ -53,7 +53,7 @@ class Generation:
 
     text: str
     tokens: tuple[int, ...]
-    finish: Literal["eos", "length"]
+    finish: Literal["eos", "length", "stop"]  # "stop": a stop string ended it (not in text)
 
 
 def _eos_ids(model: Model) -> set[int]:
@@ -113,6 +113,7 @@ def generate(
     seeds: Sequence[int] | None = None,
     batch_size: int = 32,
     stop_at_eos: bool = True,
+    stop: Sequence[str] | None = None,
     allow_other_model: bool = False,
     progress: bool | None = None,
 ) -> list[Generation]:
@@ -129,6 +130,9 @@ def generate(
         seed: row i samples from a generator seeded with (seed, i).
         seeds: one seed per row instead (sweeps derive them from each unit's config, so a
             resumed or re-batched run samples exactly the same text).
+        stop: strings that end a reply where they appear (cut from its text, finish "stop");
+            None takes `model.stop_strings` ("\nUser:" for a base model on the plain chat
+            fallback, nothing with a chat template), () turns them off.
     """
     _check_sampling(temperature, top_k, top_p, max_new_tokens)
     if not 0 <= min_new_tokens <= max_new_tokens:
@@ -144,6 +148,7 @@ def generate(
     )
     results: list[Generation | None] = [None] * len(rows)
     eos = _eos_ids(model) if stop_at_eos else set()
+    stops = stop_strings(model, stop)
     with progress_bar(len(rows), "generate", "gen", progress) as bar:
         for group in length_sorted_batches(
             [len(r) for r in rows], batch_size, [r.ids for r in rows]
@@ -160,6 +165,7 @@ def generate(
                 top_p,
                 [row_seeds[i] for i in group],
                 eos,
+                stops,
                 allow_other_model,
             )
             for i, gen in zip(group, out, strict=True):
@@ -180,6 +186,7 @@ def _generate_batch(
     top_p: float,
     seeds: list[int],
     eos: set[int],
+    stops: tuple[str, ...],
     allow_other_model: bool,
 ) -> list[Generation]:
     device = model.device
@@ -187,7 +194,7 @@ def _generate_batch(
     steerer = Steerer.compile(model, plans, allow_other_model) if any(plans) else None
     alive = list(range(len(rows)))  # batch row -> index into rows
     outputs: list[list[int]] = [[] for _ in rows]
-    finish: list[Literal["eos", "length"]] = ["length"] * len(rows)
+    finish: list[Literal["eos", "length", "stop"]] = ["length"] * len(rows)
     mask = batch.attention_mask
     lengths = mask.sum(dim=-1, keepdim=True)  # real tokens per row = index of the next token
     # hooks first: they are found through the bridge, which unwrapped() rearranges
@@ -217,6 +224,8 @@ def _generate_batch(
                     finish[row], done[j] = "eos", True
                 else:
                     outputs[row].append(token)
+                    if stops and _ends_at_stop(model, outputs[row], stops):
+                        finish[row], done[j] = "stop", True
             if step == max_new_tokens - 1 or bool(done.all()):
                 break
             if bool(done.any()):  # drop finished rows, cache and interventions included
@@ -242,12 +251,35 @@ def _generate_batch(
                 **_cache_arg(hf, cache),
             )
     tokenizer = model.tokenizer
-    return [
-        Generation(
-            str(tokenizer.decode(tokens, skip_special_tokens=True)), tuple(tokens), finish[i]
-        )
-        for i, tokens in enumerate(outputs)
-    ]
+    out = []
+    for i, tokens in enumerate(outputs):
+        text = str(tokenizer.decode(tokens, skip_special_tokens=True))
+        found = [text.find(s) for s in stops if s in text] if finish[i] == "stop" else []
+        if found:
+            text = text[: min(found)]
+        out.append(Generation(text, tuple(tokens), finish[i]))
+    return out
+
+
+def stop_strings(model: Model, stop: Sequence[str] | None) -> tuple[str, ...]:
+    """The stop strings a generation uses: `stop`, or the model's default when None."""
+    if stop is None:
+        return model.stop_strings
+    if isinstance(stop, str):
+        raise TypeError(f"stop must be a list of strings, not the string {stop!r}; pass [{stop!r}]")
+    given = tuple(stop)
+    bad = [s for s in given if not isinstance(s, str) or not s]
+    if bad:
+        raise ValueError(f"stop strings must be non-empty strings, got {bad[0]!r}")
+    return given
+
+
+def _ends_at_stop(model: Model, tokens: list[int], stops: tuple[str, ...]) -> bool:
+    """Whether the decoded reply so far contains a stop string (checked on its last tokens:
+    the new token can only complete a stop string that ends in it)."""
+    longest = max(len(s) for s in stops)
+    tail = str(model.tokenizer.decode(tokens[-(longest + 2) :], skip_special_tokens=True))
+    return any(s in tail for s in stops)
 
 
 def _check_logits(
@@ -395,7 +427,7 @@ def next_token_logprobs(
         )
         group_plans = [plans[i] for i in group]
         logits = steered_logits(model, batch, group_plans, allow_other_model)
-        last = batch.attention_mask.sum(dim=-1) - 1
+        last = (batch.attention_mask.sum(dim=-1) - 1).to(logits.device)  # last device's logits
         final = logits[torch.arange(len(group), device=logits.device), last]
         if any(group_plans):
             _check_logits(final, group, group_plans)

@@ -354,3 +354,29 @@ def test_an_overflowing_edit_names_the_intervention_and_the_prompt(tiny):
         next_token_logprobs(tiny, prompts, plans)
     with pytest.raises(ValueError, match=r"add intervention 'big' at resid_post layers \[2\]"):
         iv.add(vectors(tiny), 2, 1e38, positions=LAST, label="big")  # refused before any run
+
+
+def test_stop_strings_end_a_row_and_are_cut_from_its_text(tiny):
+    free = generate(tiny, PROMPTS[:3], max_new_tokens=16, stop_at_eos=False, stop=())
+    text = free[0].text
+    middle = len(text) // 2
+    stop = text[middle : middle + 2]
+    assert stop.strip(), text  # the tiny model writes visible characters
+    got = generate(tiny, PROMPTS[:3], max_new_tokens=16, stop_at_eos=False, stop=[stop])
+    assert got[0].finish == "stop" and got[0].text == text[: text.find(stop)]
+    assert got[0].tokens == free[0].tokens[: len(got[0].tokens)]  # the same tokens, fewer
+    for before, after in zip(free[1:], got[1:], strict=True):
+        if stop not in before.text:
+            assert after == before  # rows without the string are untouched
+    (alone,) = generate(tiny, PROMPTS[:1], max_new_tokens=16, stop_at_eos=False, stop=[stop])
+    assert alone == got[0]  # and the row is the same alone as in the batch
+    with pytest.raises(TypeError, match="pass \\['x'\\]"):
+        generate(tiny, PROMPTS[:1], stop="x")
+    with pytest.raises(ValueError, match="non-empty strings"):
+        generate(tiny, PROMPTS[:1], stop=[""])
+
+
+def test_a_base_model_stops_where_it_starts_the_next_user_turn(tiny, tiny_base):
+    assert tiny.stop_strings == () and tiny_base.stop_strings == ("\nUser:",)
+    assert gen_module.stop_strings(tiny_base, None) == ("\nUser:",)
+    assert gen_module.stop_strings(tiny_base, ()) == ()

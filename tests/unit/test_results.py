@@ -340,6 +340,18 @@ def test_decoding_and_scorer_are_part_of_the_key(tiny, tmp_path):
     assert all("model" not in r["config"] and r["model"] == tiny.name for r in records)
 
 
+def test_stop_strings_are_part_of_the_key_only_when_there_are_any(tiny, tmp_path):
+    ds = _vector(tiny, 0)
+    store = _sweep(tiny, ds, tmp_path / "r.jsonl")  # a chat model: no stop strings
+    keys = {r["key"] for r in store.records()}
+    assert all("stop" not in r["config"] for r in store.records())
+    _sweep(tiny, ds, store, stop=())  # the same as no stop strings: nothing new
+    assert {r["key"] for r in store.records()} == keys
+    _sweep(tiny, ds, store, stop=["\n\n"])
+    stopped = [r for r in store.records() if r["key"] not in keys]
+    assert len(stopped) == 2 and all(r["config"]["stop"] == ["\n\n"] for r in stopped)
+
+
 def test_ab_sweep_keys_the_vector_by_its_values_not_its_data_hash(tiny, tmp_path):
     from interp import caa
 
