@@ -120,7 +120,8 @@ def steering_eval(model: interp.Model, trait: str, root: Path) -> dict[str, Any]
     vectors = interp.DirectionSet.load(next(root.glob("vectors/*response_mean.safetensors")))
     questions = list(spec.extraction_questions[:5])
     layers, coefs, new = [8, 16], [2.0, 4.0, 8.0], 48
-    cells = grid(questions, vectors, layers, coefs, LAST, "raw")
+    chats = [[{"role": "user", "content": q}] for q in questions]  # as the HF side below
+    cells = grid(chats, vectors, layers, coefs, LAST, "raw")
     start = time.perf_counter()
     store = run_sweep(model, cells, root / "sweep.jsonl", max_new_tokens=new, batch_size=BATCH)
     batched = time.perf_counter() - start

@@ -39,6 +39,7 @@ from interp.persona import select as ps
 from interp.persona.figures import monitor as monitor_figure
 from interp.persona.figures import steering
 from interp.persona.monitor import correlations, run_monitor
+from interp.persona.shipped import shipped_path
 from interp.persona.spec import load_spec
 from interp.positions import ALL
 from interp.steering import interventions as iv
@@ -151,6 +152,9 @@ def main(
     questions: Annotated[int, typer.Option(help="extraction questions in the sweep")] = 10,
     monitor: Annotated[bool, typer.Option(help="also run the monitoring experiment")] = False,
     extract_only: Annotated[bool, typer.Option(help="only extract the vectors")] = False,
+    ship: Annotated[
+        bool, typer.Option(help="also copy each response-mean vector into interp/data (shipped)")
+    ] = False,
     results: Annotated[Path, typer.Option(help="where results are written")] = Path("results"),
     figures: Annotated[Path, typer.Option(help="where figures are written")] = Path("figures"),
     redraw: Annotated[
@@ -170,6 +174,8 @@ def main(
                     lm, extraction.vectors["response_mean"], list(spec.extraction_questions[:10])
                 )
                 normed.save(out / "vectors" / f"{spec.name}_response_mean.safetensors")
+                if ship:
+                    print("shipped:", normed.save(shipped_path(spec.name, model)))
                 continue
             blocks = auto_layers(lm.n_layers) if layers == "auto" else lm.layers(layers)
             vectors, trait_judge, _ = run_trait(
@@ -182,6 +188,8 @@ def main(
                 [float(c) for c in coefs.split(",")],
                 questions,
             )
+            if ship:
+                print("shipped:", vectors.save(shipped_path(spec.name, model)))
             if monitor:
                 layer = blocks[len(blocks) // 2]  # the 60% block: one layer for every trait
                 frame = run_monitor(lm, spec, vectors, layer, out, trait_judge, questions=10)

@@ -35,7 +35,7 @@ from interp.ops import ScaleMode
 from interp.persona.rollouts import QuestionSet, questions_of
 from interp.persona.spec import TraitSpec
 from interp.positions import LAST_PROMPT, RESPONSE, Positions
-from interp.runs.sweeps import grid, sweep_records
+from interp.runs.sweeps import Cell, grid, sweep_records
 from interp.steering.interventions import measure_resid_norm
 from interp.vectors import DirectionSet
 
@@ -61,10 +61,15 @@ class Choice:
 
 
 def with_resid_norm(model: Model, vectors: DirectionSet, texts: Sequence[Any]) -> DirectionSet:
-    """`vectors` with the `resid_norm` stat measured on `texts` if it has none yet."""
+    """`vectors` with the `resid_norm` stat measured on `texts` if it has none yet.
+
+    A string in `texts` is a question, measured as one chat-formatted user turn (as the sweep
+    asks it); chats and Examples are used as they are.
+    """
     if "resid_norm" in vectors.stats:
         return vectors
-    return measure_resid_norm(model, list(texts), vectors)
+    prompts = [[{"role": "user", "content": t}] if isinstance(t, str) else t for t in texts]
+    return measure_resid_norm(model, prompts, vectors)
 
 
 def raw_coefficient(vectors: DirectionSet, layer: int, coef: float, scale: str) -> float:
@@ -101,15 +106,27 @@ def steering_sweep(
 ) -> pd.DataFrame:
     """Generate and judge questions × layers × coefs × samples; one row per generation.
 
-    Coefficient 0 is always included (the baseline of every layer). Columns: layer, coef,
-    raw_coef, sample, question, text, trait, coherence.
+    Coefficient 0 is always included: one unsteered baseline of questions × (samples ×
+    layers) generations, shared by every layer (its rows appear under each layer with coef 0).
+    Columns: layer, coef, raw_coef, sample, question, text, trait, coherence.
     """
     root = output_dir(out, "persona output directory")
     asked = list(questions_of(spec, which))[: questions or None]
+    # each question is one user turn, chat-formatted by the model, as in the paper's evaluation
+    chats = [[{"role": "user", "content": q}] for q in asked]
     if scale == "resid_norm":
-        vectors = with_resid_norm(model, vectors, asked)
-    coefs = sorted({0.0, *map(float, coefs)})
-    cells = grid(asked, vectors, layers, coefs, positions, scale, samples)
+        vectors = with_resid_norm(model, vectors, chats)
+    steered = sorted({float(c) for c in coefs} - {0.0})
+    # One unsteered baseline shared by every layer (coefficient 0 is the same model whatever
+    # the layer), with as many samples per question as all the layers' baselines would have
+    # had apart, so the gain of every layer is measured against the same, larger sample.
+    n_base = samples * max(len(layers), 1)
+    cells = [
+        Cell(chat, (), {"baseline": True, "prompt_index": p, "sample": k})
+        for p, chat in enumerate(chats)
+        for k in range(n_base)
+    ]
+    cells += grid(chats, vectors, layers, steered, positions, scale, samples)
     records = sweep_records(
         model,
         cells,
@@ -129,20 +146,23 @@ def steering_sweep(
     rows = []
     for record, item, t, c in zip(records, items, trait, coherence, strict=True):
         config = record["config"]
-        rows.append(
-            {
-                "trait_name": spec.name,
-                "layer": config["layer"],
-                "coef": config["coef"],
-                "raw_coef": raw_coefficient(vectors, config["layer"], config["coef"], scale),
-                "scale": scale,
-                "sample": config["sample"],
-                "question": item.question,
-                "text": item.answer,
-                "trait": t.value,
-                "coherence": c.value,
-            }
-        )
+        at = list(layers) if config.get("baseline") else [config["layer"]]
+        for layer in at:  # the shared baseline is every layer's coefficient 0
+            coef = 0.0 if config.get("baseline") else config["coef"]
+            rows.append(
+                {
+                    "trait_name": spec.name,
+                    "layer": int(layer),
+                    "coef": coef,
+                    "raw_coef": raw_coefficient(vectors, int(layer), coef, scale),
+                    "scale": scale,
+                    "sample": config["sample"],
+                    "question": item.question,
+                    "text": item.answer,
+                    "trait": t.value,
+                    "coherence": c.value,
+                }
+            )
     frame = pd.DataFrame(rows)
     frame.to_json(
         inside(root, "steering_scores.jsonl"), orient="records", lines=True, force_ascii=False

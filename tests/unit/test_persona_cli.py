@@ -61,8 +61,12 @@ def test_steer_writes_scores_and_a_figure_and_resumes(prepared, tiny_dir):
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     scores = pd.read_json(prepared / "steering_scores.jsonl", lines=True)
-    assert len(scores) == 2 * 2 * 2  # layers × (0, 0.5) × questions
+    # steered: layers × questions; the unsteered baseline (questions × layers samples) is
+    # shared, and each of its rows appears under every layer with coef 0
+    assert len(scores) == 2 * 2 + 2 * 2 * 2
     assert set(scores["coef"]) == {0.0, 0.5} and scores["trait"].between(0, 100).all()
+    base = scores[scores["coef"] == 0.0]
+    assert set(base.groupby("layer")["text"].apply(tuple)) == {tuple(base[base.layer == 1].text)}
     assert (prepared / "steering.html").is_file()
     assert "chosen:" in first.output
     lines = len(read_records(prepared / "steering.jsonl"))
