@@ -67,6 +67,8 @@ bench: setup
 	$(BIN)/python -m benchmarks.contrast_extraction
 	$(BIN)/python -m benchmarks.steered_generation
 	$(BIN)/python -m benchmarks.sweep_vs_sequential
+	$(BIN)/python -m benchmarks.judge_throughput local local-0-9 api
+	$(BIN)/python -m benchmarks.persona_pipeline
 
 figures: setup
 	$(BIN)/python experiments/persona.py --redraw

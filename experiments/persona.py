@@ -148,7 +148,9 @@ def main(
     ] = "classifier",
     samples: Annotated[int, typer.Option(help="rollouts per question and instruction")] = 1,
     layers: Annotated[str, typer.Option(help="blocks to sweep, or auto")] = "auto",
-    coefs: Annotated[str, typer.Option(help="coefficients (resid_norm scale)")] = "0.25,0.5,1",
+    coefs: Annotated[str, typer.Option(help="coefficients (resid_norm scale)")] = (
+        "-0.4,-0.2,0.1,0.2,0.3,0.4"
+    ),
     questions: Annotated[int, typer.Option(help="extraction questions in the sweep")] = 10,
     monitor: Annotated[bool, typer.Option(help="also run the monitoring experiment")] = False,
     extract_only: Annotated[bool, typer.Option(help="only extract the vectors")] = False,

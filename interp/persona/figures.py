@@ -66,15 +66,30 @@ def steering(path: str | Path, gate: float | None = 75.0, title: str | None = No
             row=1,
             col=2,
         )
-    n = int(table["n"].max())
+    steered = table[table["coef"] != 0.0]["n"]
+    base = table[table["coef"] == 0.0]["n"]
+    counts = f"n = {int(steered.max()) if len(steered) else 0} per steered point"
+    if len(base):
+        counts += f", {int(base.max())} unsteered (shared)"
+    x_title = f"coefficient ({scale})"
+    if scale != "raw":  # the paper's raw coefficients for comparison: raw = coef × factor
+        moved = frame[frame["coef"] != 0.0]
+        factors = (moved["raw_coef"] / moved["coef"]).groupby(moved["layer"]).first()
+        x_title += (
+            "<br><sup>raw = coef × "
+            + ", ".join(f"{factor:.3g} (block {layer})" for layer, factor in factors.items())
+            + "</sup>"
+        )
     style(
         fig,
         title or f"Steering with the {trait} persona vector",
-        f"coefficient ({scale})",
+        x_title,
         "mean score (0-100)",
-        subtitle=f"{n} generations per point, mean ± s.e.m.; dashed: coherence gate",
+        subtitle=f"{counts}; mean ± s.e.m.; dashed: coherence gate",
     )
-    fig.update_xaxes(title_text=f"coefficient ({scale})")
+    fig.update_xaxes(title_text=f"coefficient ({scale})", col=2)
+    fig.update_xaxes(title_text=x_title, col=1)
+    fig.update_layout(legend={"y": -0.3}, margin={"b": 170})
     fig.update_yaxes(range=[-2, 102])
     return fig
 
