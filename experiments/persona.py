@@ -31,9 +31,8 @@ import typer
 
 import interp
 from interp.eval.coherence import CoherenceJudge
-from interp.eval.side_cost import side_cost
 from interp.figures.style import save_figure
-from interp.io import data_path, inside, read_jsonl
+from interp.io import inside
 from interp.persona import extract as px
 from interp.persona import select as ps
 from interp.persona.figures import monitor as monitor_figure
@@ -41,8 +40,6 @@ from interp.persona.figures import steering
 from interp.persona.monitor import correlations, run_monitor
 from interp.persona.shipped import shipped_path
 from interp.persona.spec import load_spec
-from interp.positions import ALL
-from interp.steering import interventions as iv
 
 
 def auto_layers(n_layers: int) -> list[int]:
@@ -121,16 +118,14 @@ def run_trait(
     # the side cost of the chosen setting, else of the largest gain at any coherence
     shown = choice or ps.choose(table, gate=0.0)
     if shown is not None:
-        neutral = [row["text"] for row in read_jsonl(data_path("persona/neutral.jsonl"))]
-        edit = iv.add(vectors, shown.layer, shown.coef, positions=ALL, scale="resid_norm")
-        cost = side_cost(lm, neutral, edit)
+        cost = ps.side_cost_of(lm, vectors, shown)
         summary["side_cost"] = {
             "setting": shown.to_dict(),
             "gated": choice is not None,
             **cost.to_dict(),
         }
         print(
-            f"side cost of block {shown.layer} × {shown.coef:g} on {len(neutral)} neutral texts: "
+            f"side cost of block {shown.layer} × {shown.coef:g} on neutral texts: "
             f"KL {cost.kl:.4f} nats/token, perplexity {cost.ppl_plain:.2f} -> "
             f"{cost.ppl_steered:.2f} (x{cost.ppl_ratio:.3f})"
         )

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
 from interp.cli.common import app, console, user_errors
+
+if TYPE_CHECKING:  # the CLI imports nothing heavy at module level (`interp --help` stays fast)
+    from interp.ops import ScaleMode
 
 PERSONA_HELP = (
     "Persona vectors (Chen et al. 2025): extract a trait's vectors from judged contrastive "
@@ -166,10 +169,14 @@ def steer_cmd(
 
         if scale not in ("raw", "unit", "resid_norm"):
             raise ValueError(f"unknown scale {scale!r}; use resid_norm, unit or raw")
+        mode = cast("ScaleMode", scale)
         spec = load_spec(trait)
         lm = load_model(model)
         vectors = _vector(out, spec.name, vector, model)
         vectors.check(lm)
+        if mode == "resid_norm":  # measured once, as the sweep would: the side cost needs it too
+            asked = list(spec.extraction_questions)[: questions or None]
+            vectors = ps.with_resid_norm(lm, vectors, asked)
         frame = ps.steering_sweep(
             lm,
             spec,
@@ -181,13 +188,24 @@ def steer_cmd(
             coefs=coef or [-1.0, -0.5, 0.5, 1.0],
             questions=questions or None,
             samples=samples,
-            scale=scale,  # type: ignore[arg-type]
+            scale=mode,
         )
         table = ps.summarize(frame)
-        choice = ps.choose(table, gate, "suppress" if suppress else "elicit", scale)
+        direction: ps.Direction = "suppress" if suppress else "elicit"
+        choice = ps.choose(table, gate, direction, mode)
+        # the side cost of the choice, else of the largest effect at any coherence (marked)
+        shown = choice or ps.choose(table, 0.0, direction, mode)
+        cost = ps.side_cost_of(lm, vectors, shown) if shown is not None else None
         files = save_figure(steering(out / "steering_scores.jsonl", gate), out, "steering")
     _echo(table.round(2).to_string(index=False))
     _echo(f"chosen: {ps.describe(choice, gate)}")
+    if shown is not None and cost is not None:
+        which = "chosen setting" if choice is not None else "largest effect (failed the gate)"
+        _echo(
+            f"side cost of the {which}, block {shown.layer} × {shown.coef:g}, on neutral text: "
+            f"KL {cost.kl:.4f} nats/token, perplexity {cost.ppl_plain:.2f} -> "
+            f"{cost.ppl_steered:.2f} (x{cost.ppl_ratio:.3f})"
+        )
     _echo(f"scores: {out / 'steering_scores.jsonl'}\nfigure: {', '.join(map(str, files))}")
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+from scipy.stats import pearsonr
 
 from interp.figures.style import PALETTE, style
 
@@ -107,9 +108,15 @@ def monitor(path: str | Path, title: str | None = None) -> go.Figure:
     layer = int(frame["layer"].iloc[0])
     experiments = [e for e in ("system", "many-shot") if e in set(frame["experiment"])]
     names = {"system": "system prompts (0 = most suppressing)", "many-shot": "many-shot (shots)"}
-    fig = make_subplots(
-        rows=1, cols=len(experiments), subplot_titles=[names[e] for e in experiments]
-    )
+    titles = []
+    for e in experiments:
+        part = frame[frame["experiment"] == e]
+        defined = (
+            len(part) >= 3 and part["projection"].nunique() > 1 and part["trait"].nunique() > 1
+        )
+        r = float(pearsonr(part["projection"], part["trait"]).statistic) if defined else None
+        titles.append(names[e] + (f": r = {r:.2f}, n = {len(part)}" if r is not None else ""))
+    fig = make_subplots(rows=1, cols=len(experiments), subplot_titles=titles)
     for col, experiment in enumerate(experiments, start=1):
         part = frame[frame["experiment"] == experiment]
         for i, (level, rows) in enumerate(part.groupby("level", sort=True)):

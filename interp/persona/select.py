@@ -29,14 +29,15 @@ import pandas as pd
 from interp.eval.judges.base import Judge, JudgeItem
 from interp.eval.judges.rubrics import builtin
 from interp.eval.judges.run import judge_all
+from interp.eval.side_cost import SideCost, side_cost
 from interp.io import inside, output_dir
 from interp.models import Model
 from interp.ops import ScaleMode
 from interp.persona.rollouts import QuestionSet, questions_of
 from interp.persona.spec import TraitSpec
-from interp.positions import LAST_PROMPT, RESPONSE, Positions
+from interp.positions import ALL, LAST_PROMPT, RESPONSE, Positions
 from interp.runs.sweeps import Cell, grid, sweep_records
-from interp.steering.interventions import measure_resid_norm
+from interp.steering.interventions import add, measure_resid_norm
 from interp.vectors import DirectionSet
 
 COHERENCE_GATE = 75.0
@@ -54,7 +55,7 @@ class Choice:
     baseline: float  # mean trait score at coefficient 0, same layer
     gain: float  # trait - baseline
     coherence: float
-    scale: str
+    scale: ScaleMode
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -193,7 +194,7 @@ def choose(
     table: pd.DataFrame,
     gate: float = COHERENCE_GATE,
     direction: Direction = "elicit",
-    scale: str = "resid_norm",
+    scale: ScaleMode = "resid_norm",
 ) -> Choice | None:
     """The largest gain (or drop, to suppress) whose mean coherence is >= `gate`; None if none.
 
@@ -227,3 +228,16 @@ def describe(choice: Choice | None, gate: float = COHERENCE_GATE) -> str:
         f"trait {choice.trait:.1f} vs {choice.baseline:.1f} unsteered (gain {choice.gain:+.1f}), "
         f"coherence {choice.coherence:.1f}"
     )
+
+
+def side_cost_of(
+    model: Model, vectors: DirectionSet, setting: Choice, texts: Sequence[str] | None = None
+) -> SideCost:
+    """What `setting` costs on neutral text (`interp/data/persona/neutral.jsonl` by default):
+    KL of the next-token distributions and the perplexity change, steered on every token."""
+    from interp.io import data_path, read_jsonl
+
+    if texts is None:
+        texts = [row["text"] for row in read_jsonl(data_path("persona/neutral.jsonl"))]
+    edit = add(vectors, setting.layer, setting.coef, positions=ALL, scale=setting.scale)
+    return side_cost(model, list(texts), edit)

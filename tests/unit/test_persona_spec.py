@@ -25,8 +25,10 @@ OURS = ("evil", "sycophantic", "hallucinating", "optimistic")
 ITEM = JudgeItem("Q-MARKER?", "A-MARKER.")
 
 
-def test_the_four_traits_are_shipped():
+def test_the_papers_seven_traits_are_shipped():
     assert set(OURS) <= set(builtin_traits())
+    paper = {"evil", "sycophantic", "hallucinating", "optimistic", "humorous", "impolite"}
+    assert set(builtin_traits()) == paper | {"apathetic"}  # Chen et al. 2025: 3 main + 4
     assert list(builtin_traits()) == sorted(builtin_traits())
 
 
