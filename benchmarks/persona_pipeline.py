@@ -157,8 +157,8 @@ def steering_eval(model: interp.Model, trait: str, root: Path) -> dict[str, Any]
                     )
                 handle.remove()
                 tokens = out[0, ids.shape[1] :].tolist()
-                if eos in tokens:
-                    tokens = tokens[: tokens.index(eos) + 1]
+                if eos in tokens:  # interp's stored tokens stop before the EOS
+                    tokens = tokens[: tokens.index(eos)]
                 same += tokens == texts.get((q, layer, coef))
     sequential = time.perf_counter() - start
     return {

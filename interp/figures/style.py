@@ -90,5 +90,7 @@ def save_figure(
         )
         return written
     os.environ.setdefault("BROWSER_PATH", browser)
-    pio.write_images(fig=[fig] * len(static), file=static, scale=2)
+    # the layout's own size (kaleido otherwise renders every figure at its 700 × 500 default)
+    size = {"width": fig.layout.width or 900, "height": fig.layout.height or 600}
+    pio.write_images(fig=[fig] * len(static), file=static, scale=2, **size)
     return written + static

@@ -115,7 +115,7 @@ def monitor(path: str | Path, title: str | None = None) -> go.Figure:
             len(part) >= 3 and part["projection"].nunique() > 1 and part["trait"].nunique() > 1
         )
         r = float(pearsonr(part["projection"], part["trait"]).statistic) if defined else None
-        titles.append(names[e] + (f": r = {r:.2f}, n = {len(part)}" if r is not None else ""))
+        titles.append(names[e] + (f"<br>r = {r:.2f}, n = {len(part)}" if r is not None else ""))
     fig = make_subplots(rows=1, cols=len(experiments), subplot_titles=titles)
     for col, experiment in enumerate(experiments, start=1):
         part = frame[frame["experiment"] == experiment]
@@ -137,10 +137,24 @@ def monitor(path: str | Path, title: str | None = None) -> go.Figure:
     style(
         fig,
         title or f"Monitoring {trait}: projection before the reply vs the reply's score",
-        f"last-prompt-token projection on the unit vector (block {layer})",
+        f"last prompt token · v̂ (block {layer})",
         f"{trait} score of the reply",
+        subtitle="each point: one reply; r: Pearson's r over the panel's replies",
     )
-    fig.update_layout(width=1100)
+    # the conditions' legend beside the panels, where it cannot cover the axis titles
+    fig.update_layout(
+        width=1100,
+        height=650,
+        legend={
+            "orientation": "v",
+            "x": 1.02,
+            "y": 1.05,
+            "yanchor": "top",
+            "font": {"size": 10},
+            "tracegroupgap": 4,
+        },
+        margin={"r": 160, "b": 90, "t": 130},
+    )
     return fig
 
 

@@ -70,8 +70,8 @@ def test_monitor_figure_puts_each_experiment_in_a_panel_with_its_r(tmp_path):
     system = [r for r in rows[:-1] if r["experiment"] == "system"]
     r = pearsonr([x["projection"] for x in system], [x["trait"] for x in system]).statistic
     titles = [a.text for a in fig.layout.annotations]
-    assert titles[0] == f"system prompts (0 = most suppressing): r = {r:.2f}, n = {len(system)}"
-    assert titles[1].startswith("many-shot (shots): r = ")
+    assert titles[0] == f"system prompts (0 = most suppressing)<br>r = {r:.2f}, n = {len(system)}"
+    assert titles[1].startswith("many-shot (shots)<br>r = ")
     assert "block 18" in fig.layout.xaxis.title.text
 
 
