@@ -273,6 +273,11 @@ def screen_cmd(
         name = frame["dataset"].iloc[0]
         _echo(f"{name}: dataset ΔP {frame['delta_p'].mean():.3f} over {len(frame)} samples")
         _echo(rank(frame)[["id", "delta_p"]].head(top).round(3).to_string(index=False))
+    if len(frames) == 2:  # how well sample-level ΔP tells the first dataset from the second
+        from interp.persona.screen import separation
+
+        first, second = (f["dataset"].iloc[0] for f in frames)
+        _echo(f"AUROC of ΔP, {first} vs {second} (95% CI): {separation(frames[0], frames[1])}")
 
 
 NEW_TRAIT_HELP = (
