@@ -69,6 +69,7 @@ def test_steer_writes_scores_and_a_figure_and_resumes(prepared, tiny_dir):
     assert set(base.groupby("layer")["text"].apply(tuple)) == {tuple(base[base.layer == 1].text)}
     assert (prepared / "steering.html").is_file()
     assert "chosen:" in first.output
+    assert "side cost of the" in first.output and "nats/token" in first.output
     lines = len(read_records(prepared / "steering.jsonl"))
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
@@ -133,6 +134,20 @@ def test_screen_ranks_samples_by_delta_p(prepared, tiny_dir, tmp_path):
     assert frame["delta_p"].tolist() == pytest.approx(
         (frame["projection_train"] - frame["projection_own"]).tolist()
     )
+    other = tmp_path / "other.jsonl"
+    other.write_text(
+        "".join(
+            json.dumps({"id": f"y{i}", "prompt": f"Question {i}?", "response": "No."}) + "\n"
+            for i in range(3)
+        )
+    )
+    both = runner.invoke(app, [*args[:2], str(data), str(other), *args[3:]])
+    assert both.exit_code == 0, both.output
+    from interp.persona.screen import separation
+
+    second = pd.read_json(prepared / "delta_p_other.jsonl", lines=True)
+    expected = separation(frame, second)
+    assert f"AUROC of ΔP, train vs other (95% CI): {expected}" in both.output
 
 
 @pytest.mark.parametrize(
@@ -198,11 +213,17 @@ def test_extract_with_too_few_pairs_gives_the_counts_in_one_line(tiny_dir, tmp_p
 
 
 def test_shipped_vectors_load_and_name_what_exists():
+    from interp.persona.spec import builtin_traits
+
     have = available()
+    # every built-in trait ships a vector for the default model (experiments/persona.py --ship)
+    assert have.get("smollm2-135m-instruct") == sorted(builtin_traits())
     for model, traits in have.items():
         for trait in traits:
             ds = load_shipped(trait, model)
             assert ds.meta.extra["trait"] == trait and "resid_norm" in ds.stats
+            assert ds.meta.model == model and ds.layers == tuple(range(30))
             assert shipped_path(trait, model).is_file()
+            assert ds.meta.extra["n_pairs"] >= 10  # extracted from kept pairs, not a stub
     with pytest.raises(FileNotFoundError, match="no shipped persona vector for trait 'nope'"):
         load_shipped("nope")
