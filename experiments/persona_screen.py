@@ -60,8 +60,14 @@ def main(
         }
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     suffix = "" if name == interp.DEFAULT_MODEL else f"_{name}"
+    saved = json.loads((out / "summary.json").read_text())
+    auroc = saved["auroc"]
+    title = (
+        f"ΔP screening with the sycophantic vector ({name}, block {saved['layer']}): "
+        f"AUROC {auroc['value']:.2f} [{auroc['low']:.2f}, {auroc['high']:.2f}]"
+    )
     files = save_figure(
-        screening([str(p) for p in paths], f"ΔP screening with the sycophantic vector ({name})"),
+        screening([str(p) for p in paths], title),
         figures,
         f"persona_screening{suffix}",
     )
