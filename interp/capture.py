@@ -318,7 +318,7 @@ def _run_batch(
                 for k, name in enumerate(norm_names):
                     dense[(name, site)][:, li] = norms[k]
             for name in token_names:
-                tokens[(name, site)][:, li] = xf[at(name, masks[name], x.device)]
+                tokens[(name, site)][:, li] = xf[at(f"mask/{name}", masks[name], x.device)]
             if last:
                 raise _StopForward
 
@@ -454,6 +454,8 @@ class _ShardStore:
                 # tensors is damaged too (rows it half-filled are computed again below)
                 outputs.fill([i for i, _ in hits], [r for _, r in hits], tensors)
             except (ValueError, KeyError, IndexError, RuntimeError, SafetensorError) as err:
+                if isinstance(err, torch.OutOfMemoryError):
+                    raise  # not a damaged shard: never delete a cache file for this
                 # a damaged shard (cut short, overwritten) only costs recomputing its examples
                 warnings.warn(
                     f"capture cache shard {shard} is unreadable ({err}); removed it, and its "

@@ -190,7 +190,9 @@ class Model:
     @property
     def stop_strings(self) -> tuple[str, ...]:
         """Where a reply ends besides EOS: none with a chat template; with the plain fallback a
-        base model writes the next "User:" turn itself, so "\nUser:" ends the reply there."""
+        base model writes the next "User:" turn itself, so a new line starting "User:" ends the
+        reply there. This applies to every prompt of a base model, plain-text continuations
+        included; pass `stop=()` to `generate` or a sweep to turn it off."""
         return () if self.has_chat_template else (f"\n{ROLE_NAMES['user']}:",)
 
     def format_chat(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:

@@ -16,8 +16,9 @@ from the unsteered model itself and the text:
     coherence   = fluency × (1 − repetition)
 
 Calibration. 20 (`PPL_REF`) is what ordinary text costs a small model: the median perplexity
-of SmolLM2-135M's own replies sampled at temperature 1 was 16 (helpful) to 23 (in character) in
-the persona rollouts, and human-written neutral text scored 35. Anchoring 100 at perplexity 1
+of SmolLM2-135M's own replies sampled at temperature 1 in the persona rollouts was 16-23
+(helpful) and 23-32 (in character) across evil, sycophantic and hallucinating, and
+human-written neutral text scored 35. Anchoring 100 at perplexity 1
 instead (an earlier version) put the model's own fluent replies at 50-60, so a 75 gate as in
 the papers passed nothing, steered or not. With the reference, unsteered text scores 85-100 and
 steering that raises the perplexity several-fold falls below 75. A larger model finds ordinary

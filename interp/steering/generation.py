@@ -276,8 +276,9 @@ def stop_strings(model: Model, stop: Sequence[str] | None) -> tuple[str, ...]:
 
 def _ends_at_stop(model: Model, tokens: list[int], stops: tuple[str, ...]) -> bool:
     """Whether the decoded reply so far contains a stop string (checked on its last tokens:
-    the new token can only complete a stop string that ends in it)."""
-    longest = max(len(s) for s in stops)
+    the new token can only complete a stop string that ends in it). The reply's `tokens` keep
+    the tokens that wrote the stop string; only its text is cut."""
+    longest = max(len(s.encode()) for s in stops)  # bytes: a byte-level BPE token may hold one
     tail = str(model.tokenizer.decode(tokens[-(longest + 2) :], skip_special_tokens=True))
     return any(s in tail for s in stops)
 

@@ -151,11 +151,11 @@ def test_a_timeout_is_retried_then_scored() -> None:
     def slow_once(body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
         calls["n"] += 1
         if calls["n"] == 1:
-            time.sleep(1.5)
+            time.sleep(3.0)
         return 200, completion("7", SINGLE_TOP), {}
 
     with fake_server(slow_once) as server:
-        judge = ApiJudge("fake-judge", base_url=server.url, number_tokens="single", timeout=0.5)
+        judge = ApiJudge("fake-judge", base_url=server.url, number_tokens="single", timeout=1.0)
         [score] = judge.score([item("x")], RUBRIC)
     assert calls["n"] == 2
     assert score.value == pytest.approx(SINGLE_EXPECTED)
