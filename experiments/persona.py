@@ -196,7 +196,10 @@ def main(
         if extract_only:
             continue
         files = save_figure(
-            steering(out / "steering_scores.jsonl"),
+            steering(
+                out / "steering_scores.jsonl",
+                title=f"Steering with the {spec.name} persona vector ({Path(model).name})",
+            ),
             figures,
             figure_name("steering", spec.name, model),
         )
