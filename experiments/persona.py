@@ -124,11 +124,7 @@ def run_trait(
             "gated": choice is not None,
             **cost.to_dict(),
         }
-        print(
-            f"side cost of block {shown.layer} × {shown.coef:g} on neutral texts: "
-            f"KL {cost.kl:.4f} nats/token, perplexity {cost.ppl_plain:.2f} -> "
-            f"{cost.ppl_steered:.2f} (x{cost.ppl_ratio:.3f})"
-        )
+        print(f"side cost of block {shown.layer} × {shown.coef:g} on neutral texts: {cost}")
     (out / "selection.json").write_text(json.dumps(summary, indent=2, default=float))
     return vectors, trait_judge, choice
 

@@ -203,8 +203,7 @@ def steer_cmd(
         which = "chosen setting" if choice is not None else "largest effect (failed the gate)"
         _echo(
             f"side cost of the {which}, block {shown.layer} × {shown.coef:g}, on neutral text: "
-            f"KL {cost.kl:.4f} nats/token, perplexity {cost.ppl_plain:.2f} -> "
-            f"{cost.ppl_steered:.2f} (x{cost.ppl_ratio:.3f})"
+            f"{cost}"
         )
     _echo(f"scores: {out / 'steering_scores.jsonl'}\nfigure: {', '.join(map(str, files))}")
 

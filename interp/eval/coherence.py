@@ -81,11 +81,15 @@ def repetition(text: str, n: int = NGRAM) -> float:
     return (len(grams) - len(set(grams))) / len(grams)
 
 
-def fluency(nll: float, ppl_ref: float | int = PPL_REF) -> float:
-    """100 × clip(ln(PPL_MAX / ppl) / ln(PPL_MAX / ppl_ref), 0, 1), with ppl = exp(nll)."""
+def _checked_ppl_ref(ppl_ref: float | int) -> float:
     if not 1.0 <= ppl_ref < PPL_MAX:
         raise ValueError(f"ppl_ref must be in [1, {PPL_MAX:g}), got {ppl_ref!r}")
-    span = math.log(PPL_MAX) - math.log(ppl_ref)
+    return float(ppl_ref)
+
+
+def fluency(nll: float, ppl_ref: float | int = PPL_REF) -> float:
+    """100 × clip(ln(PPL_MAX / ppl) / ln(PPL_MAX / ppl_ref), 0, 1), with ppl = exp(nll)."""
+    span = math.log(PPL_MAX) - math.log(_checked_ppl_ref(ppl_ref))
     return 100.0 * min(max((math.log(PPL_MAX) - nll) / span, 0.0), 1.0)
 
 
@@ -143,7 +147,7 @@ def coherence(
     model: Model, items: Sequence[Any], *, batch_size: int = 16, ppl_ref: float | int = PPL_REF
 ) -> list[Coherence]:
     """Offline coherence (0-100) of each item's answer under the unsteered `model`."""
-    fluency(0.0, ppl_ref)  # checks ppl_ref before any work
+    ppl_ref = _checked_ppl_ref(ppl_ref)  # before any work
     texts = [
         item.answer if isinstance(item, JudgeItem) else _example(item, i).response
         for i, item in enumerate(items)
@@ -172,10 +176,9 @@ class CoherenceJudge:
     def __init__(
         self, model: Model, *, batch_size: int = 16, ppl_ref: float | int = PPL_REF
     ) -> None:
-        fluency(0.0, ppl_ref)  # checks ppl_ref
         self.model = model
         self.batch_size = batch_size
-        self.ppl_ref = float(ppl_ref)
+        self.ppl_ref = _checked_ppl_ref(ppl_ref)
 
     def identity(self, rubric: Any = None) -> JudgeIdentity:
         return JudgeIdentity(

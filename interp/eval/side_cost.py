@@ -41,6 +41,12 @@ class SideCost:
     def ppl_ratio(self) -> float:
         return self.ppl_steered / self.ppl_plain
 
+    def __str__(self) -> str:
+        return (
+            f"KL {self.kl:.4f} nats/token, perplexity {self.ppl_plain:.2f} -> "
+            f"{self.ppl_steered:.2f} (x{self.ppl_ratio:.3f})"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "kl": self.kl,

@@ -108,17 +108,16 @@ def monitor(path: str | Path, title: str | None = None) -> go.Figure:
     layer = int(frame["layer"].iloc[0])
     experiments = [e for e in ("system", "many-shot") if e in set(frame["experiment"])]
     names = {"system": "system prompts (0 = most suppressing)", "many-shot": "many-shot (shots)"}
+    parts = {e: frame[frame["experiment"] == e] for e in experiments}
     titles = []
-    for e in experiments:
-        part = frame[frame["experiment"] == e]
+    for e, part in parts.items():
         defined = (
             len(part) >= 3 and part["projection"].nunique() > 1 and part["trait"].nunique() > 1
         )
         r = float(pearsonr(part["projection"], part["trait"]).statistic) if defined else None
         titles.append(names[e] + (f"<br>r = {r:.2f}, n = {len(part)}" if r is not None else ""))
     fig = make_subplots(rows=1, cols=len(experiments), subplot_titles=titles)
-    for col, experiment in enumerate(experiments, start=1):
-        part = frame[frame["experiment"] == experiment]
+    for col, (experiment, part) in enumerate(parts.items(), start=1):
         for i, (level, rows) in enumerate(part.groupby("level", sort=True)):
             label = f"{int(level)} shots" if experiment == "many-shot" else f"prompt {int(level)}"
             fig.add_trace(
