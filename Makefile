@@ -72,7 +72,7 @@ bench: setup
 
 figures: setup
 	$(BIN)/python experiments/persona.py --redraw --traits evil,sycophantic,hallucinating
-	$(BIN)/python experiments/persona.py --redraw --traits evil --model gemma-3-270m
+	$(BIN)/python experiments/persona.py --redraw --traits evil,sycophantic,hallucinating --model gemma-3-270m
 	$(BIN)/python experiments/persona_screen.py --redraw
 	$(BIN)/python experiments/residual_norms.py --redraw
 	$(BIN)/python experiments/caa.py --redraw
