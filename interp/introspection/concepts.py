@@ -110,19 +110,11 @@ class ConceptVectors:
         return DirectionSet(vectors, self.layers, meta, {"resid_norm": self.resid_norm}), mode
 
     def check(self, model: Model) -> ConceptVectors:
-        """Raise unless these vectors were made on `model` (same weights and shape)."""
-        if (self.meta.d_model, self.meta.n_layers) != (model.d_model, model.n_layers):
-            raise VectorMismatch(
-                f"concept vectors are for {self.meta.model} (d_model {self.meta.d_model}, "
-                f"{self.meta.n_layers} blocks); {model.name} has d_model {model.d_model} and "
-                f"{model.n_layers} blocks: extract them on this model"
-            )
-        if self.meta.fingerprint and self.meta.fingerprint != model.fingerprint():
-            raise VectorMismatch(
-                f"concept vectors were extracted on {self.meta.model} (fingerprint "
-                f"{self.meta.fingerprint[:12]}), not on {model.name} (fingerprint "
-                f"{model.fingerprint()[:12]}); extract them on this model"
-            )
+        """Raise unless these vectors were made on `model` (`DirectionSet.check`'s rules)."""
+        try:
+            DirectionSet(self.baseline, self.layers, self.meta).check(model)
+        except VectorMismatch as err:
+            raise VectorMismatch(f"concept vectors: {err}; extract them on this model") from None
         return self
 
     def save(self, path: str | Path) -> Path:

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from interp.introspection.concepts import INJECTION_SCALES, ConceptVectors, InjectionScale
+from interp.introspection.concepts import ConceptVectors, InjectionScale
 from interp.introspection.words import checked_words
 from interp.models import Model
 from interp.positions import FromMarker
@@ -101,17 +101,13 @@ def trial_cells(
         raise ValueError("the layer grid is empty; give e.g. fractions 0.33,0.5,0.67,0.83")
     layers = {f: layer_at(model, f) for f in fractions}
     grid = _strengths(strengths)
-    for scale in scales:
-        if scale not in INJECTION_SCALES:
-            raise ValueError(
-                f"unknown injection scale {scale!r}; use {', '.join(INJECTION_SCALES)}"
-            )
     n_controls = len(chosen) if controls_per_cell is None else controls_per_cell
     if isinstance(n_controls, bool) or not isinstance(n_controls, int) or n_controls < 0:
         raise ValueError(f"controls_per_cell must be a whole number >= 0, got {n_controls!r}")
     chat = detection_chat()
     cells: list[Cell] = []
     for scale in scales:
+        made = {word: concepts.direction(word, scale) for word in chosen}  # checks the scale
         for fraction, layer in layers.items():
             for strength in grid:
                 where: dict[str, Any] = {
@@ -121,8 +117,7 @@ def trial_cells(
                     "layer": layer,
                     "strength": strength,
                 }
-                for word in chosen:
-                    directions, mode = concepts.direction(word, scale)
+                for word, (directions, mode) in made.items():
                     edit = iv.add(directions, layer, strength, positions=INJECT_FROM, scale=mode)
                     config = {
                         **where,
