@@ -6,7 +6,7 @@ Commands import torch and the models inside their bodies, so `interp --help` sta
 
 from __future__ import annotations
 
-from interp.cli import capture, judge, models, persona, steer, vectors  # noqa: F401  (registers)
+from interp.cli import capture, inject, judge, models, persona, steer, vectors  # noqa: F401
 from interp.cli.common import app
 
 
