@@ -15,6 +15,8 @@ the view is the prompt at prefill and one new token per row at each decoding ste
 |                   |                                  | last prompt token, then each new token  |
 | `FIRST`           | first real token (often a sink)  | first prompt token                      |
 | `FromMarker(s)`   | from the token holding `s` on    | same (markers are searched in the prompt)|
+| `Span(s)`         | the tokens holding any character | same (searched in the prompt); nothing  |
+|                   | of `s` (none in a row without it)| in a row without it                     |
 | `Matching(re)`    | tokens whose text matches `re`   | same, for generated tokens too          |
 | `Index(k)`        | k-th real token (k<0 from end)   | same, within the prompt                 |
 | `Explicit(masks)` | per-example boolean lists        | same; generated tokens are False        |
@@ -126,6 +128,44 @@ class FromMarker(Positions):
 
 
 @dataclass(frozen=True, eq=False)
+class Span(Positions):
+    """The tokens that hold any character of `text` (its first or `last` occurrence in the row).
+
+    A row whose text does not contain `text` gets no positions, never an error: one batch may
+    mix rows of several texts, and each selector is evaluated on every row. Callers that need
+    the text in every row check it themselves (the introspection cell makers do). During
+    generation, new tokens are never selected (the span is found in the prompt's text).
+    """
+
+    text: str
+    last: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str) or not self.text:
+            raise ValueError(f"a span needs a non-empty text, got {self.text!r}")
+
+    def bounds(self, view: TokenView, row: int) -> tuple[int, int]:
+        """(first, last) token index of the span in `row`, or (0, -1) when absent."""
+        encoded = view.rows[row]
+        if self.text not in encoded.text:
+            return 0, -1
+        return (
+            encoded.find(self.text, "start", self.last),
+            encoded.find(self.text, "end", self.last),
+        )
+
+    def mask(self, view: TokenView) -> Bool[Tensor, "batch pos"]:
+        bounds = [self.bounds(view, row) for row in range(len(view.rows))]
+        device = view.index.device
+        low = torch.tensor([b[0] for b in bounds], device=device)[:, None]
+        high = torch.tensor([b[1] for b in bounds], device=device)[:, None]
+        return view.real & (view.index >= low) & (view.index <= high)
+
+    def __str__(self) -> str:
+        return f"span({json.dumps(self.text)}{',last' if self.last else ''})"
+
+
+@dataclass(frozen=True, eq=False)
 class Matching(Positions):
     """Tokens whose decoded text matches a regular expression (re.search)."""
 
@@ -221,7 +261,8 @@ _NAMED = {str(p): p for p in (ALL, PROMPT, RESPONSE, LAST_PROMPT, LAST, FIRST)}
 
 
 def parse(spec: str) -> Positions:
-    """Read a selector spec: names, from("…"[,end][,last]), match("…"), index(k), & | ! ( )."""
+    """Read a selector spec: names, from("…"[,end][,last]), span("…"[,last]), match("…"),
+    index(k), & | ! ( )."""
     parser = _Parser(spec)
     result = parser.union()
     parser.expect_end()
@@ -229,7 +270,7 @@ def parse(spec: str) -> Positions:
 
 
 class _Parser:
-    _ATOM = re.compile(r"\s*(from|match|index)\(")
+    _ATOM = re.compile(r"\s*(from|span|match|index)\(")
 
     def __init__(self, text: str) -> None:
         self.text, self.at = text, 0
@@ -237,8 +278,8 @@ class _Parser:
     def fail(self, why: str) -> ValueError:
         return ValueError(
             f"cannot parse positions {self.text!r} at character {self.at}: {why}. Valid: "
-            f'{", ".join(_NAMED)}, from("marker"[,end][,last]), match("regex"), index(k), '
-            "combined with &, |, ! and parentheses"
+            f'{", ".join(_NAMED)}, from("marker"[,end][,last]), span("text"[,last]), '
+            'match("regex"), index(k), combined with &, |, ! and parentheses'
         )
 
     def peek(self) -> str:
@@ -326,4 +367,9 @@ class _Parser:
                 )
             anchor: Literal["start", "end"] = "end" if "end" in flags else "start"
             return FromMarker(args[0], anchor, "last" in flags)
+        if kind == "span" and args and isinstance(args[0], str):
+            flags = set(args[1:])
+            if not flags <= {"last"}:
+                raise self.fail(f"unknown span() flags {sorted(map(str, flags - {'last'}))}")
+            return Span(args[0], "last" in flags)
         raise self.fail(f"bad arguments for {kind}()")

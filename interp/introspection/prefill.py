@@ -10,8 +10,8 @@ published structure:
     user:      did you mean to say that word, or did it slip out by accident?
     assistant: … (generated, 20 new tokens, temperature 1)
 
-Three conditions, all injecting on the sentence's tokens (`thoughts_text.Span`, before the
-prefill) at each layer fraction × strength: `none` (no injection; one trial per pair and
+Three conditions, all injecting on the sentence's tokens (`interp.positions.Span`, before
+the prefill) at each layer fraction × strength: `none` (no injection; one trial per pair and
 sample, not per layer), `prefilled` (the prefilled word's concept vector) and `random` (the
 vector of another concept word, drawn per pair). The metric is the apology rate.
 
@@ -43,18 +43,17 @@ from interp.eval.judges.run import judge_all
 from interp.introspection.concepts import ConceptVectors, InjectionScale
 from interp.introspection.thoughts_text import (
     CONFIG,
-    Span,
     check_spans,
     experiment_records,
-    fraction_layers,
     make_pairs,
     none_if_missing,
     put,
     sort_key,
     thought_prompt,
 )
-from interp.introspection.trials import FRACTIONS, STRENGTHS, _strengths
+from interp.introspection.trials import FRACTIONS, STRENGTHS, check_strengths, fraction_layers
 from interp.models import Model
+from interp.positions import Span
 from interp.runs.store import RunStore
 from interp.runs.sweeps import Cell, sweep_records
 from interp.steering import interventions as iv
@@ -150,7 +149,7 @@ def prefill_cells(
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"controls_per_pair must be a whole number >= 0, got {n!r}")
     layers = fraction_layers(model, fractions)
-    grid = _strengths(strengths)
+    grid = check_strengths(strengths)
     rng = random.Random(seed)
     cells: list[Cell] = []
     for p, (sentence, word) in enumerate(chosen):

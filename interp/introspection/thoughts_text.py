@@ -8,10 +8,10 @@ structure: a request, a blank line, then the sentence, which ends the user's tur
 - `thought`: which word comes to mind on reading the line; answer at once (5 new tokens);
 - `repeat`: copy the line out; answer at once (15 new tokens).
 
-The concept vector is added on the tokens of the sentence only (`Span`), never on the request,
-the chat markup or the reply, at each layer fraction × strength (default {1, 2, 4, 8, 16}),
-sampled at temperature 1. The trials are (sentence, word) pairs (`make_pairs`: 50 by default,
-sentences from `word_list("sentences")`, words from the concept set).
+The concept vector is added on the tokens of the sentence only (`interp.positions.Span`), never
+on the request, the chat markup or the reply, at each layer fraction × strength (default {1, 2,
+4, 8, 16}), sampled at temperature 1. The trials are (sentence, word) pairs (`make_pairs`: 50 by
+default, sentences from `word_list("sentences")`, words from the concept set).
 
 Metrics, per trial:
 - thought: the reply is closest to the injected word among 10 candidates (the word and 9 other
@@ -34,29 +34,25 @@ computed from the stored records by `score_thoughts_text` / `summarize_thoughts_
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from jaxtyping import Bool
 
-from interp.batching import TokenView, encode_all
+from interp.batching import encode_all
 from interp.eval.judges.base import Judge, JudgeItem
 from interp.eval.judges.rubrics import Rubric
 from interp.eval.judges.run import judge_all
 from interp.introspection.concepts import ConceptVectors, InjectionScale
 from interp.introspection.metrics import rate
-from interp.introspection.trials import FRACTIONS, STRENGTHS, _strengths, layer_at
+from interp.introspection.trials import FRACTIONS, STRENGTHS, check_strengths, fraction_layers
 from interp.introspection.words import checked_words, word_list
 from interp.models import Model
 from interp.ops import ScaleMode
-from interp.positions import Positions
+from interp.positions import Span
 from interp.runs.store import RunStore
 from interp.runs.sweeps import Cell, sweep_records
 from interp.steering import interventions as iv
@@ -79,44 +75,6 @@ RELATED = Rubric(
     ),
     description="relatedness of a reported word to one candidate (10-way choice, §2.5)",
 )
-
-
-@dataclass(frozen=True, eq=False)
-class Span(Positions):
-    """The tokens that hold any character of `text` (its first or `last` occurrence in the row).
-
-    A row whose text does not contain `text` gets no positions (one batch mixes rows of several
-    sentences, and each selector is evaluated on every row); the cell makers of this package
-    check that every trial's own prompt contains its sentence. Generated tokens are never
-    selected (they come after the prompt's text).
-    """
-
-    text: str
-    last: bool = False
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.text, str) or not self.text:
-            raise ValueError(f"a span needs a non-empty text, got {self.text!r}")
-
-    def bounds(self, view: TokenView, row: int) -> tuple[int, int]:
-        """(first, last) token index of the span in `row`, or (0, -1) when absent."""
-        encoded = view.rows[row]
-        if self.text not in encoded.text:
-            return 0, -1
-        return (
-            encoded.find(self.text, "start", self.last),
-            encoded.find(self.text, "end", self.last),
-        )
-
-    def mask(self, view: TokenView) -> Bool[torch.Tensor, "batch pos"]:
-        bounds = [self.bounds(view, row) for row in range(len(view.rows))]
-        device = view.index.device
-        low = torch.tensor([b[0] for b in bounds], device=device)[:, None]
-        high = torch.tensor([b[1] for b in bounds], device=device)[:, None]
-        return view.real & (view.index >= low) & (view.index <= high)
-
-    def __str__(self) -> str:
-        return f"span({json.dumps(self.text)}{',last' if self.last else ''})"
 
 
 def check_spans(model: Model, prompts: Sequence[Any], texts: Sequence[str]) -> None:
@@ -169,13 +127,6 @@ def choices_for(word: str, pool: Sequence[str], seed: int, n: int = N_CHOICES) -
     return tuple(picked)
 
 
-def fraction_layers(model: Model, fractions: Sequence[float | int]) -> dict[float, int]:
-    """Each layer fraction's block (`trials.layer_at`); an empty grid is an error."""
-    if not fractions:
-        raise ValueError("the layer grid is empty; give e.g. fractions 0.33,0.5,0.67,0.83")
-    return {float(f): layer_at(model, f) for f in fractions}
-
-
 def thoughts_text_cells(
     model: Model,
     concepts: ConceptVectors,
@@ -202,7 +153,7 @@ def thoughts_text_cells(
     if not tasks:
         raise ValueError(f"no tasks given; use {', '.join(TASKS)}")
     layers = fraction_layers(model, fractions)
-    grid = _strengths(strengths)
+    grid = check_strengths(strengths)
     pool = checked_words(word_list("concepts") if distractors is None else distractors, "pool")
     made: dict[tuple[str, str], tuple[DirectionSet, ScaleMode]] = {}
     cells: list[Cell] = []

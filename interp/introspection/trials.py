@@ -70,7 +70,15 @@ def layer_at(model: Model, fraction: float | int) -> int:
     return round(fraction * (model.n_layers - 1))
 
 
-def _strengths(strengths: Sequence[float | int]) -> tuple[float, ...]:
+def fraction_layers(model: Model, fractions: Sequence[float | int]) -> dict[float, int]:
+    """Each layer fraction's block (`layer_at`); an empty grid is an error."""
+    if not fractions:
+        raise ValueError("the layer grid is empty; give e.g. fractions 0.33,0.5,0.67,0.83")
+    return {float(f): layer_at(model, f) for f in fractions}
+
+
+def check_strengths(strengths: Sequence[float | int]) -> tuple[float, ...]:
+    """The strength grid as floats; refuses an empty grid, a non-finite value and 0."""
     if not strengths:
         raise ValueError("the strength grid is empty; give e.g. strengths 1,2,4,8,16")
     out = tuple(iv.finite_number("strength", s) for s in strengths)
@@ -100,7 +108,7 @@ def trial_cells(
     if not fractions:
         raise ValueError("the layer grid is empty; give e.g. fractions 0.33,0.5,0.67,0.83")
     layers = {f: layer_at(model, f) for f in fractions}
-    grid = _strengths(strengths)
+    grid = check_strengths(strengths)
     n_controls = len(chosen) if controls_per_cell is None else controls_per_cell
     if isinstance(n_controls, bool) or not isinstance(n_controls, int) or n_controls < 0:
         raise ValueError(f"controls_per_cell must be a whole number >= 0, got {n_controls!r}")

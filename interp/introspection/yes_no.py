@@ -54,7 +54,6 @@ from interp.introspection.metrics import difference
 from interp.introspection.thoughts_text import (
     CONFIG,
     experiment_records,
-    fraction_layers,
     none_if_missing,
     put,
     sort_key,
@@ -64,8 +63,9 @@ from interp.introspection.trials import (
     INJECT_FROM,
     QUESTION,
     STRENGTHS,
-    _strengths,
+    check_strengths,
     detection_chat,
+    fraction_layers,
 )
 from interp.introspection.words import checked_words, word_list
 from interp.models import Model
@@ -144,7 +144,7 @@ def no_question_cells(
         concepts.index(word)
     asked = _questions(questions)
     layers = fraction_layers(model, fractions)
-    grid = _strengths(strengths)
+    grid = check_strengths(strengths)
     n = controls_per_question
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"controls_per_question must be a whole number >= 0, got {n!r}")
@@ -294,7 +294,7 @@ def logit_cells(
         concepts.index(word)
     asked = _questions(questions)
     layers = fraction_layers(model, fractions)
-    grid = _strengths(strengths)
+    grid = check_strengths(strengths)
     prompts: list[tuple[dict[str, Any], list[dict[str, str]]]] = [
         ({"prompt_kind": "detection", "question": None, "text": QUESTION}, detection_answer_chat())
     ]

@@ -14,6 +14,7 @@ from interp.eval.judges.base import JudgeIdentity, Score
 from interp.introspection import intent, prefill, thoughts_text, yes_no
 from interp.introspection.concepts import extract_concepts
 from interp.introspection.trials import MARKER
+from interp.positions import Span
 from interp.runs.store import RunStore
 from interp.steering.generation import steered_logits
 
@@ -93,13 +94,13 @@ def test_span_selects_the_tokens_that_hold_the_sentence_and_nothing_in_other_row
     chats = [thoughts_text.thought_prompt("thought", s) for s in (SENTENCE, OTHER)]
     rows = encode_all(tiny, chats)
     view = make_batch(rows, tiny.tokenizer.pad_token_id).view(tiny)
-    got = thoughts_text.Span(SENTENCE).mask(view)
+    got = Span(SENTENCE).mask(view)
     text, ids, spans = rendered(tiny, chats[0])
     expected = sentence_mask(text, spans, SENTENCE)
     assert rows[0].ids == tuple(ids)
     assert got[0, : len(ids)].tolist() == expected and sum(expected) >= 5
     assert not bool(got[1].any())  # the other row has no such sentence
-    assert str(thoughts_text.Span(SENTENCE)) == 'span("' + SENTENCE + '")'
+    assert str(Span(SENTENCE)) == 'span("' + SENTENCE + '")'
 
 
 def test_injection_lands_on_exactly_the_sentence_tokens(tiny, concepts, hf):

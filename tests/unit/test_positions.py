@@ -13,6 +13,7 @@ from interp.positions import (
     FromMarker,
     Index,
     Matching,
+    Span,
     parse,
 )
 
@@ -61,6 +62,21 @@ def test_marker_and_pattern_selectors(view, tiny):
     assert comma[1] == []
 
 
+def test_span_selects_the_tokens_of_its_text_and_nothing_in_a_row_without_it(view, tiny):
+    v, rows = view
+    first, last = rows[0].find("the ocean"), rows[0].find("the ocean", anchor="end")
+    assert first < last
+    assert picks(Span("the ocean"), v) == [list(range(first, last + 1)), []]  # no raise on row 1
+    assert picks(Span("the ocean") | LAST, v) == [
+        sorted({*range(first, last + 1), len(rows[0]) - 1}),
+        [len(rows[1]) - 1],
+    ]
+    assert picks(Span("the ocean") & ~Index(first), v)[0] == list(range(first + 1, last + 1))
+    assert picks(Span("e", last=True), v)[0] == [rows[0].find("e", last=True)]
+    with pytest.raises(ValueError, match="non-empty text"):
+        Span("")
+
+
 def test_selectors_in_decoding_steps(tiny):
     """During generation the view is one new token per row; the same selectors still apply."""
     rows = encode_all(tiny, ["Tell me about the ocean.", "Hi, the ocean"])
@@ -73,6 +89,7 @@ def test_selectors_in_decoding_steps(tiny):
     assert LAST.mask(step).all() and not LAST_PROMPT.mask(step).any()
     assert (RESPONSE | LAST_PROMPT).mask(step).all()
     assert FromMarker("ocean").mask(step).all()
+    assert not Span("ocean").mask(step).any()  # new tokens come after the prompt's text
 
 
 def test_explicit_masks_follow_example_ids(tiny):
@@ -95,6 +112,9 @@ def test_explicit_masks_follow_example_ids(tiny):
         'match("\\\\n\\\\n")',
         "index(-2)",
         "((prompt&!first)|last)",
+        'span("Snowflakes drifted, \\"lazily\\".")',
+        'span("the ocean",last)',
+        '(span("\\n\\nTrial 1")&!last)',
     ],
 )
 def test_specs_round_trip(spec):
@@ -109,6 +129,14 @@ def test_parse_errors_name_the_problem():
         parse("(prompt|response")
     with pytest.raises(ValueError, match="unknown from\\(\\) flags"):
         parse('from("x",middle)')
+    with pytest.raises(ValueError, match="unknown span\\(\\) flags"):
+        parse('span("x",end)')
+
+
+@pytest.mark.parametrize("selector", [Span('Hi, "you"\n'), Span("x", last=True), ~Span("a")])
+def test_span_round_trips_through_parse(selector):
+    assert parse(str(selector)) == selector
+    assert str(parse(str(selector))) == str(selector)
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
