@@ -16,8 +16,11 @@ generate) is a claim for CPU float32, where tests check it exactly. On a GPU (bf
 that depend on the batch shape) expect logits equal within a tolerance, and greedy tokens can
 differ where two candidates are that close; no GPU test runs in this suite yet.
 
-`next_token_logprobs` is the analysis twin: a forward through the bridge (hook points and all)
-returning the log-probabilities after each row's last token, with interventions applied.
+`next_token_logprobs` is the analysis twin: one forward per row returning the log-probabilities
+after the row's last token, with interventions applied. Rows that share a prompt prefix no
+intervention touches (e.g. a long framing before an injection marker) run that prefix once per
+batch on the plain HF modules and repeat its KV cache, as `generate` does; other batches run
+through the bridge. Both give the same numbers within float tolerance (tested).
 
 Under interventions, NaN or +inf logits raise (naming the prompt and its edits) rather than
 being sampled from or returned.
@@ -349,7 +352,14 @@ def _shared_prefix(model: Model, batch: Batch, steerer: Steerer | None) -> int:
 
 def _prefill(model: Model, hf: Any, batch: Batch, steerer: Steerer | None) -> Any:
     """Run the prompts; a prefix shared by all rows and untouched by interventions runs once."""
-    shared = _shared_prefix(model, batch, steerer)
+    return _forward_sharing(model, hf, batch, steerer, _shared_prefix(model, batch, steerer), 1)
+
+
+def _forward_sharing(
+    model: Model, hf: Any, batch: Batch, steerer: Steerer | None, shared: int, keep: int
+) -> Any:
+    """Forward `batch` with a KV cache; its first `shared` tokens (the same in every row, no
+    edit there) run once and their cache is repeated. `keep` is HF's `logits_to_keep` (0: all)."""
     if shared == 0:
         if steerer:
             steerer.set_view(batch.view(model))
@@ -358,7 +368,7 @@ def _prefill(model: Model, hf: Any, batch: Batch, steerer: Steerer | None) -> An
             attention_mask=batch.attention_mask,
             position_ids=batch.position_ids,
             use_cache=True,
-            logits_to_keep=1,
+            logits_to_keep=keep,
         )
     with steerer.paused() if steerer else contextlib.nullcontext():
         prefix = hf(
@@ -383,7 +393,7 @@ def _prefill(model: Model, hf: Any, batch: Batch, steerer: Steerer | None) -> An
         position_ids=batch.position_ids[:, rest],
         use_cache=True,
         **_cache_arg(hf, cache),
-        logits_to_keep=1,
+        logits_to_keep=keep,
     )
 
 
@@ -427,12 +437,53 @@ def next_token_logprobs(
             [rows[i] for i in group], model.tokenizer.pad_token_id, "right", model.device, group
         )
         group_plans = [plans[i] for i in group]
-        logits = steered_logits(model, batch, group_plans, allow_other_model)
-        last = (batch.attention_mask.sum(dim=-1) - 1).to(logits.device)  # last device's logits
-        final = logits[torch.arange(len(group), device=logits.device), last]
+        final = _last_logits(model, batch, group_plans, allow_other_model)
         if any(group_plans):
             _check_logits(final, group, group_plans)
         picked = final.float().log_softmax(dim=-1)
         for j, i in enumerate(group):
             out[i] = picked[j].cpu()
     return torch.stack([t for t in out if t is not None])
+
+
+# below this many shared tokens, running the prefix apart costs more than it saves
+MIN_SHARED_PREFIX = 8
+
+
+def _common_prefix(batch: Batch) -> int:
+    """Leading tokens identical in every row, leaving each row at least its last token."""
+    ids, lengths = batch.input_ids, batch.attention_mask.sum(dim=-1)
+    same = (ids == ids[:1]).all(dim=0).long()
+    run = int(same.cumprod(dim=0).sum())
+    return min(run, int(lengths.min()) - 1)
+
+
+def _last_logits(
+    model: Model,
+    batch: Batch,
+    plans: Sequence[Sequence[Intervention]],
+    allow_other_model: bool,
+) -> Float[Tensor, "batch vocab"]:
+    """Logits after each row's last real token of a right-padded batch, row i under plans[i].
+
+    A prefix shared by every row and touched by no intervention runs once (plain HF modules,
+    KV cache repeated per row); the rest of each row then runs against that cache.
+    """
+    steerer = Steerer.compile(model, list(plans), allow_other_model) if any(plans) else None
+    shared = _common_prefix(batch) if batch.input_ids.shape[0] > 1 else 0
+    if steerer is not None and shared > 0:
+        shared = min([shared, *steerer.touched(batch.view(model))])
+    last = batch.attention_mask.sum(dim=-1) - 1
+    if shared < MIN_SHARED_PREFIX:
+        full = steered_logits(model, batch, plans, allow_other_model)
+        at = last.to(full.device)  # the logits sit on the last block's device
+        return full[torch.arange(len(plans), device=full.device), at]
+    with (
+        torch.no_grad(),
+        on_hf(steerer) if steerer else contextlib.nullcontext(),
+        model.unwrapped() as hf,
+    ):
+        out = _forward_sharing(model, hf, batch, steerer, shared, 0)
+    logits: Tensor = out.logits
+    at = (last - shared).to(logits.device)
+    return logits[torch.arange(len(plans), device=logits.device), at]

@@ -380,3 +380,60 @@ def test_a_base_model_stops_where_it_starts_the_next_user_turn(tiny, tiny_base):
     assert tiny.stop_strings == () and tiny_base.stop_strings == ("\nUser:",)
     assert gen_module.stop_strings(tiny_base, None) == ("\nUser:",)
     assert gen_module.stop_strings(tiny_base, ()) == ()
+
+
+SHARED = "I am an interpretability researcher studying transformer models.\n\nTrial 1: "
+ENDINGS = ["Tell me about the ocean", "Why did the chicken cross", "The capital of France", "Hi"]
+
+
+@pytest.mark.parametrize("model_fixture", ["tiny", "tiny_base"])
+def test_logprobs_after_a_shared_prefix_equal_each_row_alone(model_fixture, request, monkeypatch):
+    """Rows sharing a long untouched prefix run it once; each row still gets what a plain
+    forward of that row alone (a plain HF model with a hand-written hook) gives."""
+    model = request.getfixturevalue(model_fixture)
+    prompts = [SHARED + e for e in ENDINGS]
+    ds = vectors(model)
+    marker = FromMarker("Trial 1", "start")
+    plans = [[iv.add(ds, 1, c, positions=marker)] if c else [] for c in (2.0, 0.0, -3.0, 1.0)]
+    forwards = []
+    real = gen_module._forward_sharing
+
+    def counted(model_, hf, batch, steerer, shared, keep):
+        forwards.append(shared)
+        return real(model_, hf, batch, steerer, shared, keep)
+
+    monkeypatch.setattr(gen_module, "_forward_sharing", counted)
+    batched = next_token_logprobs(model, prompts, plans, batch_size=4)
+    assert len(forwards) == 1 and forwards[0] >= gen_module.MIN_SHARED_PREFIX  # it was shared
+
+    hf = AutoModelForCausalLM.from_pretrained(model.source).eval()
+    block = hf.model.layers[1]
+    for prompt, plan, got in zip(prompts, plans, batched, strict=True):
+        (row,) = encode_all(model, [prompt])
+        start = row.find("Trial 1", "start")
+        coef = plan[0].coef if plan else 0.0
+
+        def hook(_module, _inputs, output, start=start, coef=coef):
+            hidden = output[0] if isinstance(output, tuple) else output
+            hidden[:, start:] += coef * ds[1]
+            return output
+
+        handle = block.register_forward_hook(hook)
+        try:
+            with torch.no_grad():
+                logits = hf(torch.tensor([row.ids])).logits[0, -1]
+        finally:
+            handle.remove()
+        torch.testing.assert_close(got, logits.log_softmax(-1), atol=1e-4, rtol=1e-4)
+
+
+def test_an_edit_inside_the_prefix_is_never_skipped(tiny, monkeypatch):
+    prompts = [SHARED + e for e in ENDINGS]
+    ds = vectors(tiny)
+    plans = [[iv.add(ds, 1, 2.0, positions=ALL)], [], [], []]  # row 0 edits the whole prompt
+    pairs = zip(prompts, plans, strict=True)
+    alone = torch.stack([next_token_logprobs(tiny, [p], [pl])[0] for p, pl in pairs])
+    monkeypatch.setattr(gen_module, "_forward_sharing", None)  # sharing must not be tried
+    batched = next_token_logprobs(tiny, prompts, plans, batch_size=4)
+    torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-5)
+    assert (batched[0] - alone[1]).abs().max() > 1e-3  # the edit did change row 0
