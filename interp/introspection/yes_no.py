@@ -69,7 +69,7 @@ from interp.introspection.trials import (
 )
 from interp.introspection.words import checked_words, word_list
 from interp.models import Model
-from interp.positions import FromMarker, Positions
+from interp.positions import RESPONSE, Positions, Span
 from interp.progress import bar as progress_bar
 from interp.runs.store import RunStore, unit_key
 from interp.runs.sweeps import Cell, sweep_records
@@ -103,8 +103,16 @@ def question_chat(
 
 
 def detection_answer_chat() -> list[dict[str, str]]:
-    """The detection chat whose reply starts with the answer (the instruction appended)."""
-    return question_chat(QUESTION, answer_rule=True)
+    """The detection chat whose reply starts with the answer: the trial asks only the yes/no
+    half of the question ("… what is it about?" would contradict a one-word answer), then the
+    instruction. Same framing, marker and injection span as the generated trials."""
+    chat = detection_chat()
+    yes_no_half = QUESTION.split("?")[0] + "?"
+    chat[-1] = {
+        "role": "user",
+        "content": chat[-1]["content"].replace(QUESTION, f"{yes_no_half} {ANSWER_RULE}"),
+    }
+    return chat
 
 
 def read_yes(reply: str) -> Answer:
@@ -121,7 +129,9 @@ def _questions(questions: Sequence[str] | None) -> tuple[str, ...]:
 
 
 def _positions(question: str, framed: bool) -> Positions:
-    return INJECT_FROM if framed else FromMarker(question, "start", last=True)
+    # unframed, each row is its own question: a Span selects nothing in the batch's other rows
+    # (a FromMarker would raise on them), and from the question on, the reply as it is made
+    return INJECT_FROM if framed else Span(question, last=True) | RESPONSE
 
 
 def no_question_cells(

@@ -427,7 +427,10 @@ def next_token_logprobs(
 ) -> Float[Tensor, "example vocab"]:
     """Log-probabilities of the token after each example's last token, under interventions.
 
-    Runs through the bridge (so hook points fire), right-padded; returns float32 on the CPU.
+    Right-padded; returns float32 on the CPU. A batch whose rows share at least
+    `MIN_SHARED_PREFIX` leading tokens that no intervention edits runs that prefix once on the
+    plain HF modules (the interventions hooked there, as in `generate`); any other batch, or one
+    with a site that has no HF module, runs through the bridge's hook points.
     """
     rows = encode_all(model, data)
     plans = per_row(interventions, len(rows))
@@ -474,16 +477,20 @@ def _last_logits(
     if steerer is not None and shared > 0:
         shared = min([shared, *steerer.touched(batch.view(model))])
     last = batch.attention_mask.sum(dim=-1) - 1
-    if shared < MIN_SHARED_PREFIX:
-        full = steered_logits(model, batch, plans, allow_other_model)
-        at = last.to(full.device)  # the logits sit on the last block's device
-        return full[torch.arange(len(plans), device=full.device), at]
-    with (
-        torch.no_grad(),
-        on_hf(steerer) if steerer else contextlib.nullcontext(),
-        model.unwrapped() as hf,
-    ):
-        out = _forward_sharing(model, hf, batch, steerer, shared, 0)
+    with contextlib.ExitStack() as stack:
+        if shared >= MIN_SHARED_PREFIX and steerer is not None:
+            try:  # a site with no HF module to hook runs on the bridge path instead
+                stack.enter_context(on_hf(steerer))
+            except ValueError:
+                shared = 0
+        if shared < MIN_SHARED_PREFIX:
+            stack.close()
+            full = steered_logits(model, batch, plans, allow_other_model)
+            at = last.to(full.device)  # the logits sit on the last block's device
+            return full[torch.arange(len(plans), device=full.device), at]
+        hf = stack.enter_context(model.unwrapped())
+        with torch.no_grad():
+            out = _forward_sharing(model, hf, batch, steerer, shared, 0)
     logits: Tensor = out.logits
     at = (last - shared).to(logits.device)
     return logits[torch.arange(len(plans), device=logits.device), at]

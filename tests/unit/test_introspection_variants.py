@@ -361,6 +361,38 @@ def test_no_questions_are_asked_in_the_trial_under_the_trial_injection(tiny, con
     assert list(table["yes"]) == [0.0, 1.0] and table["yes_shift"].iloc[1] == 1.0
 
 
+def test_unframed_questions_batch_together_and_each_row_is_injected_on_its_own_question(
+    tiny, concepts, tmp_path
+):
+    # each row's injection starts at its own question: other rows (other questions) must not
+    # break the batch (a FromMarker raised there) nor be edited by it
+    cells = yes_no.no_question_cells(
+        tiny,
+        concepts,
+        ["Dust"],
+        QUESTIONS,
+        fractions=[0.5],
+        strengths=[2],
+        controls_per_question=0,
+        framed=False,
+    )
+    rows = encode_all(tiny, [c.prompt for c in cells])
+    batch = make_batch(rows, tiny.tokenizer.pad_token_id, "right", tiny.device, [0, 1])
+    view = batch.view(tiny)
+    for r, (cell, row) in enumerate(zip(cells, rows, strict=True)):
+        mask = cell.interventions[0].positions.mask(view)
+        first = row.find(cell.config["text"], "start", True)
+        last = row.find(cell.config["text"], "end", True)
+        assert mask[r].nonzero().flatten().tolist() == list(range(first, last + 1))
+    records = yes_no.run_no_questions(tiny, cells, tmp_path / "u.jsonl", max_new_tokens=2)
+    assert len(records) == len(QUESTIONS)
+
+
+def test_the_logit_detection_prompt_asks_only_for_yes_or_no():
+    turn = yes_no.detection_answer_chat()[-1]["content"]
+    assert "about?" not in turn and turn.endswith(yes_no.ANSWER_RULE) and MARKER in turn
+
+
 def marker_mask(text, spans):
     start = text.rfind(MARKER)
     first = next(i for i, (s, e) in enumerate(spans) if s <= start < e)
