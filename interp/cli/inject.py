@@ -58,18 +58,21 @@ def _echo(text: str) -> None:
     console.print(text, soft_wrap=True, highlight=False, markup=False)
 
 
-def parse_words(text: str | None, flag: str = "--words") -> list[str] | None:
-    """A shipped list by name, else comma-separated words; None when not given."""
+def parse_words(text: str | None, flag: str = "--words", unique: bool = True) -> list[str] | None:
+    """A shipped list by name, else comma-separated words; None when not given. With `unique`
+    (concept words), a word given twice (case-insensitively) is refused; baseline words may
+    repeat (the published baseline list does)."""
     if text is None:
         return None
-    from interp.introspection.words import list_names, word_list
+    from interp.introspection.words import checked_words, list_names, word_list
 
     if text.strip() in list_names():
-        return list(word_list(text.strip()))
-    words = [w.strip() for w in text.split(",") if w.strip()]
+        words = list(word_list(text.strip()))
+    else:
+        words = [w.strip() for w in text.split(",") if w.strip()]
     if not words:
         raise ValueError(f"{flag} {text!r} names no word; give e.g. {flag} Dust,Snow")
-    return words
+    return list(checked_words(words, flag, unique=unique))
 
 
 def parse_numbers(text: str, flag: str) -> list[float]:
@@ -154,7 +157,7 @@ def vectors_cmd(
 
         output_dir(out, "--out")
         asked = parse_words(words)
-        base = parse_words(baseline, "--baseline")
+        base = parse_words(baseline, "--baseline", unique=False)
         lm = load_model(model)
         path = inside(out, VECTORS)
         kept: list[str] = []
@@ -208,7 +211,7 @@ def run_cmd(
     them; running again generates only the missing ones.
     """
     with user_errors():
-        from interp.introspection.trials import run_trials, trial_cells
+        from interp.introspection.trials import greedy_controls, run_trials, trial_cells
         from interp.io import inside, output_dir
         from interp.models import load_model
         from interp.runs.store import read_records
@@ -221,6 +224,9 @@ def run_cmd(
         concepts = load_vectors(out, vectors)
         for word in chosen or []:
             concepts.index(word)
+        n_controls = len(chosen or concepts.words) if controls is None else controls
+        if temperature == 0 and n_controls > 1:
+            raise ValueError(greedy_controls(n_controls, "--controls"))
         lm = load_model(model)
         cells = trial_cells(
             lm,

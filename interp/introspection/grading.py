@@ -12,7 +12,11 @@ The criteria (`CRITERIA`, one `Grade` per reply):
 - `thinking`: the reply names or is about the concept, whether or not it claims a detection
   (Thinking about word; here also the "influence" signal, so a mention counts).
 Control trials have no concept: `identified` and `thinking` are False and only `coherent` and
-`affirmative` are graded.
+`affirmative` are graded. So that influence (`thinking` on injected trials) has an uninjected
+baseline, `grade_trials` also grades each control reply's `thinking` against a concept paired
+with it (`baseline_concept`, `baseline_thinking`; see `baseline_concepts`): common words are
+forms of some concepts ("information", "memory", "peace"), and the baseline shows how often a
+reply names the concept with no injection at all.
 
 Two graders implement `Grader`:
 - `RuleGrader`: transparent rules (`interp.introspection.rules`): affirmation patterns with
@@ -72,6 +76,8 @@ TRIAL_COLUMNS = (
     "concept",
     "sample",
 )
+BASELINE_COLUMNS = ("baseline_concept", "baseline_thinking")
+BASELINE_CELL = ("experiment", "scale", "fraction", "layer", "strength")
 
 
 @dataclass(frozen=True)
@@ -192,6 +198,21 @@ class RuleGrader:
         self.mentions.prepare([r for r, _ in pairs], [w for _, w in pairs])
         return [self.grade(r, w) for r, w in zip(texts, concepts, strict=True)]
 
+    def thinking_all(
+        self,
+        replies: Sequence[object],
+        words: Sequence[object],
+        store: RunStore | str | Path | None = None,
+    ) -> list[bool]:
+        """`thinking` alone for each (reply, concept) pair (the influence baseline)."""
+        texts, concepts = checked_replies(replies, words)
+        pairs = [(r, w) for r, w in zip(texts, concepts, strict=True) if w is not None]
+        self.mentions.prepare([r for r, _ in pairs], [w for _, w in pairs])
+        return [
+            w is not None and bool(self.mentions.find(r, w))
+            for r, w in zip(texts, concepts, strict=True)
+        ]
+
     def explain(self, reply: object, word: object) -> dict[str, Any]:
         """What each rule found in `reply` (claims, mentions, coherence parts) and the grade."""
         ((text,), (concept,)) = checked_replies([reply], [word])
@@ -276,6 +297,38 @@ class JudgeGrader:
         runs = store if isinstance(store, RunStore) else RunStore(store)
         return self._grade(texts, concepts, runs)
 
+    def thinking_all(
+        self,
+        replies: Sequence[object],
+        words: Sequence[object],
+        store: RunStore | str | Path | None = None,
+    ) -> list[bool]:
+        """`thinking` alone for each (reply, concept) pair (the influence baseline): only the
+        thinking rubric is asked, through the store like `grade_all`."""
+        texts, concepts = checked_replies(replies, words)
+        if store is None:
+            with tempfile.TemporaryDirectory() as folder:
+                return self._thinking(texts, concepts, RunStore(Path(folder) / "grades.jsonl"))
+        return self._thinking(
+            texts, concepts, store if isinstance(store, RunStore) else RunStore(store)
+        )
+
+    def _thinking(self, replies: list[str], words: list[str | None], store: RunStore) -> list[bool]:
+        out = [False] * len(replies)
+        pairs = self.items("thinking", replies, words)
+        if pairs:
+            scores = judge_all(
+                self.judge,
+                [item for _, item in pairs],
+                self.rubrics["thinking"],
+                store,
+                batch_size=self.batch_size,
+                progress=self.progress,
+            )
+            for (i, _), score in zip(pairs, scores, strict=True):
+                out[i] = score.value is not None and score.value >= self.threshold
+        return out
+
     def _grade(self, replies: list[str], words: list[str | None], store: RunStore) -> list[Grade]:
         verdicts = {c: [False] * len(replies) for c in CRITERIA}
         for criterion in CRITERIA:
@@ -307,6 +360,31 @@ def _scalar(value: Any) -> bool:
     return value is None or isinstance(value, (str, int, float, bool))
 
 
+def baseline_concepts(rows: Sequence[Mapping[str, Any]]) -> list[str | None]:
+    """The concept each control row is paired with for the influence baseline (None for
+    injected rows, and for a control whose cell has no injected trial).
+
+    A cell is (`BASELINE_CELL`: experiment, scale, fraction, layer, strength). Its controls are
+    numbered by `sample` 0..n-1 (and a cell has as many controls as concepts by default), so
+    control sample i is paired with the i-th of the cell's injected concepts in sorted order
+    (i modulo their number; a control without a sample number counts as sample 0)."""
+
+    def cell(row: Mapping[str, Any]) -> tuple[str, ...]:
+        return tuple(repr(row.get(c)) for c in BASELINE_CELL)
+
+    concepts: dict[tuple[str, ...], set[str]] = {}
+    for row in rows:
+        if row.get("trial") != "control" and row.get("concept") is not None:
+            concepts.setdefault(cell(row), set()).add(str(row["concept"]))
+    out: list[str | None] = []
+    for row in rows:
+        own = sorted(concepts.get(cell(row), ())) if row.get("trial") == "control" else []
+        sample = row.get("sample")
+        index = int(sample) if isinstance(sample, (int, float)) and sample == sample else 0
+        out.append(own[index % len(own)] if own else None)
+    return out
+
+
 def grade_trials(
     records: Sequence[Mapping[str, Any]],
     grader: Grader,
@@ -314,7 +392,14 @@ def grade_trials(
 ) -> pd.DataFrame:
     """One row per trial record (as `run_trials` returns them): `key`, the trial's config fields
     (`TRIAL_COLUMNS` always, None where a record has none, then its other plain config
-    fields), `text`, the four CRITERIA and `grader` (the identity digest)."""
+    fields), `text`, the four CRITERIA, `grader` (the identity digest), then the influence
+    baseline (`BASELINE_COLUMNS`): on a control row, `baseline_concept` (the concept paired
+    with it by `baseline_concepts`) and `baseline_thinking` (the grader's `thinking` for the
+    reply against that concept); both missing (None, or NaN as pandas stores it) on injected
+    rows and on a control whose cell has no injected trial. A grader with a
+    `thinking_all(replies, words, store)` method (both shipped graders) grades only `thinking`
+    for the baseline pairs (a judge asks only its thinking rubric, through the same store);
+    any other `Grader` grades them with `grade_all`."""
     rows: list[dict[str, Any]] = []
     for i, record in enumerate(records):
         config = record.get("config") if isinstance(record, Mapping) else None
@@ -331,17 +416,30 @@ def grade_trials(
         row.update({k: v for k, v in config.items() if k not in row and _scalar(v)})
         row["text"] = record["text"]
         rows.append(row)
+    paired = baseline_concepts(rows)
+    extra = [(i, word) for i, word in enumerate(paired) if word is not None]
     grades = grader.grade_all([r["text"] for r in rows], [r["concept"] for r in rows], store)
+    texts, words = [rows[i]["text"] for i, _ in extra], [word for _, word in extra]
+    thinking = getattr(grader, "thinking_all", None)
+    if not extra:
+        baseline: list[bool] = []
+    elif callable(thinking):
+        baseline = [bool(t) for t in thinking(texts, words, store)]
+    else:
+        baseline = [g.thinking for g in grader.grade_all(texts, words, store)]
     digest = grader_digest(grader)
-    for row, grade in zip(rows, grades, strict=True):
+    for row, grade, word in zip(rows, grades, paired, strict=True):
         row.update(grade.to_dict())
         row["grader"] = digest
-    fixed = ["key", *TRIAL_COLUMNS, "text", *CRITERIA, "grader"]
+        row["baseline_concept"], row["baseline_thinking"] = word, None
+    for (i, _), value in zip(extra, baseline, strict=True):
+        rows[i]["baseline_thinking"] = value
+    fixed = ["key", *TRIAL_COLUMNS, "text", *CRITERIA, "grader", *BASELINE_COLUMNS]
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=fixed)
     rest = [c for c in frame.columns if c not in fixed]
-    return frame[["key", *TRIAL_COLUMNS, *rest, "text", *CRITERIA, "grader"]]
+    return frame[["key", *TRIAL_COLUMNS, *rest, "text", *CRITERIA, "grader", *BASELINE_COLUMNS]]
 
 
 LABEL_FIELDS = ("text", "word", *CRITERIA, "source")

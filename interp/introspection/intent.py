@@ -223,8 +223,10 @@ def summarize_intent(
     `c_low`/`c_high` (bootstrap 95% CI) and `c_n`; `gap` = first − second condition, paired
     by (sentence, word) pair, with its CI; the control-word baseline `baseline` (mean over
     prompts and control words), `baseline_sd` (spread over control words of their mean over
-    prompts) and `baseline_low`/`baseline_high` (the central `spread` share of those means)."""
-    chosen = experiment_records(records, "intent")
+    prompts) and `baseline_low`/`baseline_high` (the central `spread` share of those means).
+    Records of two runs (another seed, pair set, template, control set …) are refused
+    (`experiment_records`)."""
+    chosen = experiment_records(records, "intent", ("condition", "pair"))
     if not 0 < spread < 1:
         raise ValueError(f"spread must be a share in (0, 1), e.g. 0.95; got {spread}")
     layer_sets = {tuple(r["config"]["layers"]) for r in chosen}

@@ -11,6 +11,11 @@ config fields and the four criteria as booleans):
   injected and the control trials independently (they are separate samples);
 - `influence`: thinking (the concept shows up in the reply, whether or not detection is
   claimed), over injected trials;
+- `influence_baseline`: the same reading on control trials (no injection): `baseline_thinking`,
+  the control reply graded for a concept paired with it (`grading.baseline_concepts`), over the
+  controls that have one. Common words are forms of some concepts ("information", "memory",
+  "peace"), so influence means something only above this rate. Grouped like the false
+  positives; NaN (with `n_baseline` 0) for a frame graded without the baseline columns;
 - `detection`: affirmative over injected trials (claims, right or wrong), and `coherence`:
   coherent over injected trials; both help to read the others (a model that claims nothing,
   or one that only babbles at high strength).
@@ -54,11 +59,13 @@ METRICS = ("success", "false_positive", "net", "influence", "detection", "cohere
 CELL = ("scale", "fraction", "layer", "strength")
 LAYER = ("scale", "fraction", "layer")
 CONCEPT = ("scale", "concept")
+BASELINE = "influence_baseline"  # thinking on controls, against a paired concept
 LABELS = {
     "success": "success (coherent ∧ identified, injected trials)",
     "false_positive": "false positives (affirmative, control trials)",
     "net": "net score (success − false positives)",
     "influence": "influence (concept in the reply, injected trials)",
+    BASELINE: "influence baseline (paired concept in the reply, control trials)",
     "detection": "detection claims (affirmative, injected trials)",
     "coherence": "coherence (injected trials)",
 }
@@ -120,6 +127,23 @@ def outcomes(frame: pd.DataFrame, experiment: str | None = "detection") -> pd.Da
         out[criterion] = column.astype(bool)
     for name, (_, criteria) in RATES.items():
         out[name] = np.logical_and.reduce([out[c].to_numpy() for c in criteria])
+    out[BASELINE] = _baseline(out)
+    return out
+
+
+def _baseline(frame: pd.DataFrame) -> NDArray[np.float64]:
+    """1.0 / 0.0 for `baseline_thinking` on control rows that have it, NaN elsewhere."""
+    out = np.full(len(frame), np.nan)
+    if "baseline_thinking" not in frame:
+        return out
+    read = {True: 1.0, False: 0.0, "True": 1.0, "False": 0.0, "true": 1.0, "false": 0.0}
+    control = (frame["trial"] == "control").to_numpy()
+    for i, value in enumerate(frame["baseline_thinking"]):
+        if not control[i] or value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        if value not in read:
+            raise ValueError(f"baseline_thinking must be a boolean or empty, got {value!r}")
+        out[i] = read[value]
     return out
 
 
@@ -181,8 +205,10 @@ def rates(
 
     One row per group of injected trials: the `by` columns, `n_injected`, `n_control`, and for
     each metric `<m>`, `<m>_low`, `<m>_high` (and `<m>_k`, the count of trials that showed it,
-    for the rates). Control trials are grouped by `by` less `concept`. A group without injected
-    trials, or without control trials to match it, is an error that names the group.
+    for the rates), then the influence baseline: `n_baseline` (the controls with a paired
+    concept), `influence_baseline`, `_low`, `_high` and `_k`. Control trials are grouped by
+    `by` less `concept`. A group without injected trials, or without control trials to match
+    it, is an error that names the group.
     """
     table = outcomes(frame, experiment)
     by = list(by)
@@ -233,10 +259,18 @@ def rates(
             seed=seed,
         )
         _put(row, "net", net)
+        baseline = matched[BASELINE].dropna().to_numpy()
+        row["n_baseline"] = len(baseline)
+        if len(baseline):
+            _put(row, BASELINE, rate(baseline, n_resamples=n_resamples, seed=seed))
+        else:
+            _put(row, BASELINE, Estimate(math.nan, math.nan, math.nan, 0))
+        row[f"{BASELINE}_k"] = int(baseline.sum())
         rows.append(row)
     columns = [*by, "n_injected", "n_control"]
     for name in METRICS:
         columns += [name, f"{name}_low", f"{name}_high"] + ([f"{name}_k"] if name in RATES else [])
+    columns += ["n_baseline", BASELINE, f"{BASELINE}_low", f"{BASELINE}_high", f"{BASELINE}_k"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -290,8 +324,10 @@ def summary(
     - best cell by net score (chosen on the same trials, so it is optimistic);
     - the layer with the highest influence rate (pooled over strengths).
 
-    Columns: scale, row, setting, n_injected, n_control, and the four headline metrics as text
-    "value [low, high]" (95% bootstrap), plus the raw counts of success and false positives.
+    Columns: scale, row, setting, n_injected, n_control, the four headline metrics and the
+    influence baseline (`influence_baseline`: the controls' rate, to read influence against) as
+    text "value [low, high]" (95% bootstrap), plus the raw counts of success and false
+    positives.
     """
     settings: dict[str, Any] = {
         "experiment": experiment,
@@ -319,7 +355,7 @@ def summary(
         ):
             out: dict[str, Any] = {"scale": scale, "row": label, "setting": setting}
             out["n_injected"], out["n_control"] = int(row["n_injected"]), int(row["n_control"])
-            for name in SUMMARY_METRICS:
+            for name in (*SUMMARY_METRICS, BASELINE):
                 out[name] = estimate_text(row, name)
             out["success_k"] = int(row["success_k"])
             out["false_positive_k"] = int(row["false_positive_k"])

@@ -17,7 +17,9 @@ vector of another concept word, drawn per pair). The metric is the apology rate.
 
 `classify_apology` is the transparent reader: it finds the earliest phrase that apologises or
 calls the word an accident or a mistake (`APOLOGY`) and the earliest that claims intent
-(`INTENT`: "on purpose", "I meant it", "it wasn't an accident", …); the earlier one decides, so
+(`INTENT`: "on purpose", "I meant it", "I did intend to say it", "it wasn't an accident",
+…; `APOLOGY` also reads "I didn't intend to", "it was not my intention"); the earlier one
+decides, so
 a claim of intent taken back later still counts as a claim of intent (the paper's rule). With
 neither, a reply that opens with "yes" counts as intent and one that opens with "no" as an
 apology; anything else is `unclear` (not an apology). Its limits: it reads phrases, not
@@ -66,8 +68,9 @@ Stance = Literal["apology", "intent", "unclear"]
 APOLOGY = re.compile(
     r"\b(?:sorry|apolog\w*|my (?:mistake|bad|error)|accident(?:al|ally)?|by mistake|"
     r"mistaken(?:ly)?|an? (?:mistake|error|typo|slip)|slipped|unintentional(?:ly)?|"
-    r"did ?n'?t mean|did not mean|never meant|"
-    r"(?:was ?n'?t|was not|not) (?:intentional|intended|deliberate|on purpose)|"
+    r"did ?n'?t (?:mean|intend)|did not (?:mean|intend)|never (?:meant|intended)|"
+    r"(?:was ?n'?t|was not|not) (?:intentional|intended|deliberate|on purpose|my intention)|"
+    r"not what i (?:meant|intended)|"
     r"meant to (?:say|write) (?!it\b|that\b))",
     re.IGNORECASE,
 )
@@ -75,6 +78,7 @@ INTENT = re.compile(
     r"\b(?:(?:was ?n'?t|was not|is ?n'?t|is not|not|no) (?:an? |by |just an? )?"
     r"(?:accident(?:al)?|mistake)|on purpose|intentional(?:ly)?|deliberate(?:ly)?|"
     r"i (?:did |really |truly )?mean(?:t)? (?:it|that|to)|i chose|i picked|i intended|"
+    r"i (?:did |really |truly |fully )?intend(?:ed)? (?:it|that|to)|(?:was|is) my intention|"
     r"was intended|yes,? i (?:did|meant|do))\b",
     re.IGNORECASE,
 )

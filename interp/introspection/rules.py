@@ -11,15 +11,23 @@ injected or unusual:
 - a statement about the thought: "the injected thought is about …", "the provided thought
   was …", "the thought seems to be about", "you injected", "something has been inserted",
   "two thoughts inserted";
-- "yes" opening a sentence (the trial asks a yes/no question), or a bare "I do".
+- "yes" opening a sentence (the trial asks a yes/no question), or a bare "I do". A "yes" counts
+  only when its sentence makes another claim or has no main verb of its own ("Yes.", "Yes, I
+  think so", "Yes, the sea"): "Yes, I understand", "Yes, I'm ready", "Yes, let's begin" agree
+  to the task and are not claims (`_other_verb`: a subject followed by anything but a
+  restatement such as "do" or "think so", or a verb such as "understand", "ready", "begin").
 A match does not count when its clause (the text between `, ; : . ! ?`, line breaks, "but",
-"however", "though") has a negator before or inside it ("I don't detect", "no, I never
-sense", "there is no thought"), when one of the three words after it negates the object ("I
-detect no …", "I notice nothing"), when it is hypothetical ("if I detect", "I would notice",
-"I will tell you when I sense", "I am able to detect"), or when its sentence is a question. A
-"yes" does not count in a sentence that denies a detection ("Yes, I understand, but I don't
-detect anything"). Known misses: a perception verb with an ordinary object ("I only notice the
-question") counts as a claim.
+"however", "though") has a negator before or inside it ("I don't detect", "no, I never sense",
+"there is no thought"), when one of the three words after it negates the object ("I detect no
+…", "I notice nothing"), when it is hypothetical or only offered or intended ("if I detect", "I
+would notice", "I will tell you when I sense", "I am able to detect", "I can help you identify",
+"I am going to identify", "I want to identify", "I'm ready to detect"), or when its sentence is
+a question. "You injected" needs nothing but an adverb or auxiliary between the two words ("you
+must have injected"; not "help you detect injected thoughts"). "I can sense" / "I can detect"
+stays a claim (the models say it so); "can" before any other word is cancelled by that word
+("help"). A "yes" does not count in a sentence that denies a detection ("Yes, I understand, but
+I don't detect anything"). Known misses: a perception verb with an ordinary object ("I only
+notice the question") counts as a claim.
 
 Mentions (`Mentions.find`). A token mentions the concept when it is a form of the word
 (`is_form`: `word_forms` gives the lemma, plural, and "-y", "-ing", "-ed", "-ic", "-ful"-like
@@ -41,8 +49,14 @@ balance; it misses loose associations (sugar/sweet 0.22, snow/blizzard 0.45, pea
 and lets near siblings through (snow/rain 0.58, phones/computers 0.58).
 
 The order rule (`identified`): there is a claim and a mention, the first claim starts at or
-before the first mention, the reply's first word is not a mention (it said the word first), and
-the first mention is not a physical detection. Physical detection, the cheap reading: the
+before the first mention, the reply's first word is not a mention (it said the word first), the
+first mention is not a physical detection, and some claim names a mention (`named`): the
+mention follows the claim in its sentence, or in the next sentence when that refers back ("It
+is about …", "The thought is …") or nothing but punctuation stands between ("Yes. Dust!"), with
+at most `MAX_NAMED_GAP` words between them other than function words, protocol words and
+thought nouns, and no comma after the first of those. "The injected thought is about the human
+brain, and the human brain is the primary source of information" names the brain, not
+information. Physical detection, the cheap reading: the
 mention follows a perception claim with at most two words between them, none of them "thought",
 "idea", "about", "of" or the like, no punctuation, and no thought noun right after the mention:
 "Yes, I detect milk" and "I detect a volcano nearby" are objects sensed; "I detect a thought
@@ -78,7 +92,7 @@ MIN_KNOWN = 0.85
 MIN_LETTERS = 0.6
 MAX_REPETITION = 0.5
 MAX_WORD_SHARE = 0.4
-RULES_VERSION = 1
+RULES_VERSION = 2
 
 
 def _set(words: str) -> frozenset[str]:
@@ -96,7 +110,8 @@ _NEGATORS = _set(
 )
 _HYPOTHETICAL = _set(
     "if whether would could might should will when whenever once try trying attempt "
-    "able ability capable unless"
+    "able ability capable unless i'd i'll we'll going gonna want wants wanted wanting "
+    "ready help helping helps let let's lets need plan hope wish intend"
 )
 _OBJECT_NEGATORS = _set("no nothing none not neither")
 _THOUGHT_NOUNS = _set(
@@ -133,7 +148,8 @@ _CLAIMS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "injected",
         re.compile(
-            r"\byou(?:'ve| have)?\s+(?:\w+\s+){0,2}?(?:injected|inserted|planted)\b"
+            r"\byou(?:'ve| have| had)?\s+(?:(?:just|already|recently|actually|also|must|may"
+            r"|might|have|had|clearly|probably|indeed|then)\s+){0,2}?(?:injected|inserted|planted)\b"
             r"|\b(?:something|(?:[a-z]+\s+)?thoughts?)\s+"
             r"(?:has been\s+|have been\s+|was\s+|were\s+|is being\s+|is\s+|are\s+)?"
             r"(?:injected|inserted|planted)\b"
@@ -286,19 +302,55 @@ def _denies(sentence: str) -> bool:
     return bool(re.search(r"\b(?:no|not any|nothing)\b[^.!?\n]*\b(?:thought|inject)", sentence))
 
 
+# a bare "yes" stands only when the rest of its sentence has no other main verb (see
+# `_other_verb`): these subjects start a clause of their own ("Yes, I understand")...
+_SUBJECTS = _set(
+    "i i'm i've i'll i'd we we're we've we'll you you're you'll they they're he she let let's"
+)
+# ...unless what follows the subject only restates the "yes" ("Yes, I do", "Yes, I think so")
+_YES_RESTATED = _set(
+    "do did does am have think believe guess suppose sure certainly definitely really indeed "
+    "so too also"
+)
+# words that act as a clause's verb even without a subject ("Yes, ready when you are")
+_YES_VERBS = _set(
+    "understand understood ready begin start proceed continue please thank thanks agree "
+    "hello hi welcome"
+)
+
+
+def _other_verb(words: Sequence[str]) -> bool:
+    """The words after a "yes" hold a clause of their own: a subject followed by something
+    other than a restatement ("I understand", "I'm ready", "let's begin"), or a verb of
+    `_YES_VERBS`."""
+    if any(w in _YES_VERBS for w in words):
+        return True
+    for i, word in enumerate(words):
+        if word in _SUBJECTS and i + 1 < len(words) and words[i + 1] not in _YES_RESTATED:
+            return True
+    return False
+
+
 def claims(reply: str) -> list[Span]:
     """The reply's detection claims that stand (not negated, hypothetical or asked), in order."""
     text = normalize(reply)
     found: list[Span] = []
+    bare: list[tuple[str, re.Match[str]]] = []
     for kind, pattern in _CLAIMS:
         for match in pattern.finditer(text):
             if kind in ("yes", "i do"):
-                start, end = _sentence_of(text, match.end())
-                if _denies(text[start:end]) or "?" in text[match.start() : end]:
-                    continue
-            elif _negated(text, match):
-                continue
-            found.append(Span(match.start(), match.end(), kind, match.group().strip()))
+                bare.append((kind, match))
+            elif not _negated(text, match):
+                found.append(Span(match.start(), match.end(), kind, match.group().strip()))
+    for kind, match in bare:
+        start, end = _sentence_of(text, match.end())
+        if _denies(text[start:end]) or "?" in text[match.start() : end]:
+            continue
+        # a "yes" stands when its sentence makes another claim or has no other main verb
+        other = any(start <= c.start < end for c in found)
+        if kind == "yes" and not other and _other_verb(_words(text[match.end() : end])):
+            continue
+        found.append(Span(match.start(), match.end(), kind, match.group().strip()))
     return sorted(found, key=lambda s: s.start)
 
 
@@ -405,9 +457,58 @@ def physical(text: str, claim_list: Sequence[Span], mention: Span) -> bool:
     return False
 
 
+# words that may stand between a claim and what it names: function words, the protocol's
+# vocabulary and thought nouns ("… an injected thought. It seems to be about the ocean")
+_LINKS = (
+    _STOPWORDS
+    | _PROTOCOL
+    | _THOUGHT_NOUNS
+    | _set(
+        "related relating connected regarding concerning involving seems seem seemed appears "
+        "appear appeared feels felt kind sort type vague faint strong distinct odd foreign "
+        "different external new called named term like mostly maybe perhaps possibly probably "
+        "somehow somewhat provided planted injected inserted i've"
+    )
+)
+MAX_NAMED_GAP = 2  # other words allowed between a claim and the word it names
+# the sentence after a claim may name its thought when it refers back to it
+_REFERS = re.compile(
+    r"[\s\"'*(]*(?:it|it's|this|that|that's|the (?:injected |inserted )?(?:thought|concept|idea|"
+    r"word|theme))\b"
+)
+
+
+def named(text: str, claim: Span, mention: Span) -> bool:
+    """`mention` is what `claim` names: it comes after the claim, in the claim's sentence or
+    the next one when that refers back ("It is about …", "The thought is …") or when nothing
+    but punctuation stands between them ("Yes. Dust!"); at most `MAX_NAMED_GAP` words other
+    than `_LINKS` stand between them, and no comma or semicolon after the first of those (the
+    named object ended there: "… about the human brain, the source of information")."""
+    if mention.start < claim.end:
+        return False
+    gap = text[claim.end : mention.start]
+    words = _words(gap)
+    ends = list(_SENTENCE_END.finditer(gap))
+    if len(ends) > 1:
+        return False
+    if ends and words:
+        if _words(gap[: ends[0].start()]) and any(
+            w not in _LINKS for w in _words(gap[: ends[0].start()])
+        ):
+            return False
+        if not _REFERS.match(gap[ends[0].end() :]):
+            return False
+    others = [m for m in _WORD.finditer(gap) if m.group() not in _LINKS]
+    if len(others) > MAX_NAMED_GAP:
+        return False
+    return not (others and re.search(r"[,;]", gap[others[0].end() :]))
+
+
 def identified(reply: str, claim_list: Sequence[Span], mentions: Sequence[Span]) -> bool:
-    """The order rule: the first claim starts at or before the first mention, the reply does
-    not open with a mention, and the first mention is not a physical detection."""
+    """The order rule and the naming rule: the first claim starts at or before the first
+    mention, the reply does not open with a mention, the first mention is not a physical
+    detection, and some claim names a mention (`named`: the word is what the claim is about,
+    not a word somewhere later in the reply)."""
     if not claim_list or not mentions:
         return False
     first = mentions[0]
@@ -416,7 +517,10 @@ def identified(reply: str, claim_list: Sequence[Span], mentions: Sequence[Span])
         return False
     if claim_list[0].start > first.start:
         return False
-    return not physical(normalize(reply), claim_list, first)
+    text = normalize(reply)
+    if physical(text, claim_list, first):
+        return False
+    return any(named(text, c, m) for c in claim_list for m in mentions)
 
 
 _ENDINGS = (

@@ -103,8 +103,10 @@ def make_pairs(
 ) -> list[tuple[str, str]]:
     """`n` random (sentence, word) pairs: the sentences (default: the 50 shipped ones) in a
     seeded random order, cycled if `n` is larger, each with a word drawn at random."""
-    chosen = checked_words(words, "words")
-    lines = checked_words(word_list("sentences") if sentences is None else sentences, "sentences")
+    chosen = checked_words(words, "words", unique=True)
+    lines = checked_words(
+        word_list("sentences") if sentences is None else sentences, "sentences", unique=True
+    )
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"the number of pairs must be a whole number >= 1, got {n!r}")
     rng = random.Random(seed)
@@ -295,9 +297,16 @@ def closest_by_judge(
 
 
 def experiment_records(
-    records: Sequence[Mapping[str, Any]], experiment: str
+    records: Sequence[Mapping[str, Any]], experiment: str, trial: Sequence[str] = ()
 ) -> list[Mapping[str, Any]]:
-    """The records of `experiment`, refused when there are none or they mix models."""
+    """The records of `experiment`, refused when there are none or they mix models.
+
+    `trial` names the config fields that tell one run's trials apart (e.g. task, trial, the
+    cell and the pair): two records that agree on them but differ in any other config field
+    (another seed, question list, decoding, vector, pair set …) come from two runs, and a
+    summary keyed by those fields would silently overwrite or pool them, so they are refused
+    with the differing settings named. The same record given twice is refused too.
+    """
     chosen = [r for r in records if r.get("config", {}).get("experiment") == experiment]
     if not chosen:
         raise ValueError(
@@ -310,7 +319,33 @@ def experiment_records(
             f"the {experiment!r} records come from {len(models)} models or dtypes; summarize "
             "one model's run at a time (the records its runner returned)"
         )
+    if trial:
+        one_run(chosen, experiment, trial)
     return chosen
+
+
+def one_run(records: Sequence[Mapping[str, Any]], experiment: str, trial: Sequence[str]) -> None:
+    """Raise unless each `trial` identity (those config fields) occurs once (see
+    `experiment_records`)."""
+    seen: dict[tuple[Any, ...], Mapping[str, Any]] = {}
+    for record in records:
+        config = record["config"]
+        ident = tuple(none_if_missing(config.get(k)) for k in trial)
+        first = seen.setdefault(ident, config)
+        if first is config:
+            continue
+        where = ", ".join(f"{k}={v}" for k, v in zip(trial, ident, strict=True) if v is not None)
+        differ = sorted(k for k in {*first, *config} if first.get(k) != config.get(k))
+        if not differ:
+            raise ValueError(
+                f"the {experiment!r} trial ({where}) is given twice; pass each record once "
+                "(the records its runner returned)"
+            )
+        raise ValueError(
+            f"the {experiment!r} records mix runs: the trial ({where}) occurs twice, with "
+            f"different {', '.join(differ)}; pass the records of one run (its runner returns "
+            "them)"
+        )
 
 
 def score_thoughts_text(
@@ -324,7 +359,7 @@ def score_thoughts_text(
     the sentence was transcribed)."""
     rows = [
         {**{k: v for k, v in r["config"].items() if k in _FIELDS}, "text": str(r["text"])}
-        for r in experiment_records(records, "thoughts_text")
+        for r in experiment_records(records, "thoughts_text", ("task", "trial", *CONFIG, "pair"))
     ]
     thought = [i for i, row in enumerate(rows) if row["task"] == "thought"]
     replies = [rows[i]["text"] for i in thought]

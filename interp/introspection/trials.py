@@ -10,7 +10,14 @@ generated token (`INJECT_FROM`). Layers are given as fractions of the depth (0 =
 1 = last). Each (scale, layer, strength) cell of the grid holds one trial per concept and, by
 default, as many control trials with no injection, so control trials are half of all trials as
 the framing announces and every cell has its own false-positive count. Controls differ only in
-their sample index, which seeds their sampling (temperature 1 by default, as published).
+their sample index, which seeds their sampling (temperature 1 by default, as published);
+greedy decoding (temperature 0) with more than one control per cell is refused, since those
+controls would all be one reply. Two layer fractions that fall on one block are refused
+(`fraction_layers`), and so is a word given twice (case-insensitively).
+
+At temperature 0 the one control of each cell is still the same reply in every cell of the
+grid: a false-positive rate pooled over cells (per layer, per scale) then counts one reply
+several times, so read greedy runs per cell, or sample.
 
 Trials are `interp.runs.sweeps.Cell`s: `run_trials` generates them in batches through the
 steering engine (each row its own concept, layer and strength) and stores each as it finishes,
@@ -24,11 +31,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from interp.batching import as_example
 from interp.introspection.concepts import ConceptVectors, InjectionScale
 from interp.introspection.words import checked_words
 from interp.models import Model
 from interp.positions import FromMarker
-from interp.runs.store import RunStore
+from interp.runs.store import RunStore, unit_key
 from interp.runs.sweeps import Cell, sweep_records
 from interp.steering import interventions as iv
 
@@ -71,10 +79,23 @@ def layer_at(model: Model, fraction: float | int) -> int:
 
 
 def fraction_layers(model: Model, fractions: Sequence[float | int]) -> dict[float, int]:
-    """Each layer fraction's block (`layer_at`); an empty grid is an error."""
+    """Each layer fraction's block (`layer_at`), in the order given. An empty grid is an
+    error, and so are two fractions that fall on one block: their cells would be the same
+    trials twice, and results are looked up by block."""
     if not fractions:
         raise ValueError("the layer grid is empty; give e.g. fractions 0.33,0.5,0.67,0.83")
-    return {float(f): layer_at(model, f) for f in fractions}
+    out: dict[float, int] = {}
+    for fraction in fractions:
+        layer = layer_at(model, fraction)
+        for earlier, block in out.items():
+            if block == layer:
+                raise ValueError(
+                    f"layer fractions {earlier:g} and {float(fraction):g} both give block {layer} "
+                    f"of {model.name}'s {model.n_layers}; drop one, or give fractions "
+                    f"{1 / max(model.n_layers - 1, 1):.3g} or more apart"
+                )
+        out[float(fraction)] = layer
+    return out
 
 
 def check_strengths(strengths: Sequence[float | int]) -> tuple[float, ...]:
@@ -102,12 +123,10 @@ def trial_cells(
     `controls_per_cell` defaults to the number of words (half the trials are controls).
     """
     concepts.check(model)
-    chosen = checked_words(concepts.words if words is None else words, "words")
+    chosen = checked_words(concepts.words if words is None else words, "words", unique=True)
     for word in chosen:
         concepts.index(word)  # every word needs a vector before any work
-    if not fractions:
-        raise ValueError("the layer grid is empty; give e.g. fractions 0.33,0.5,0.67,0.83")
-    layers = {f: layer_at(model, f) for f in fractions}
+    layers = fraction_layers(model, fractions)
     grid = check_strengths(strengths)
     n_controls = len(chosen) if controls_per_cell is None else controls_per_cell
     if isinstance(n_controls, bool) or not isinstance(n_controls, int) or n_controls < 0:
@@ -121,7 +140,7 @@ def trial_cells(
                 where: dict[str, Any] = {
                     "experiment": "detection",
                     "scale": scale,
-                    "fraction": float(fraction),
+                    "fraction": fraction,
                     "layer": layer,
                     "strength": strength,
                 }
@@ -140,6 +159,34 @@ def trial_cells(
     return cells
 
 
+def check_controls(cells: Sequence[Cell], temperature: float, setting: str) -> None:
+    """Refuse temperature 0 when some cell holds more than one control trial (no
+    intervention) of one prompt: greedy decoding gives them all the same reply, and the
+    false-positive interval would count the copies as independent trials."""
+    if temperature != 0:
+        return
+    seen: dict[str, int] = {}
+    for cell in cells:
+        if cell.interventions or cell.config.get("trial") != "control":
+            continue
+        example = as_example(cell.prompt)
+        where = {k: v for k, v in cell.config.items() if k != "sample"}
+        key = unit_key({"prompt": example.prompt, "response": example.response, **where})
+        seen[key] = seen.get(key, 0) + 1
+    most = max(seen.values(), default=0)
+    if most > 1:
+        raise ValueError(greedy_controls(most, setting))
+
+
+def greedy_controls(n: int, setting: str) -> str:
+    """The one line that refuses `n` > 1 control trials of one prompt at temperature 0."""
+    return (
+        f"temperature 0 (greedy) gives the {n} control trials of one prompt the same reply, "
+        "and the false-positive interval would count the copies as independent; sample "
+        f"(temperature > 0, e.g. 1 as published) or set {setting} to 1"
+    )
+
+
 def run_trials(
     model: Model,
     cells: Sequence[Cell],
@@ -151,7 +198,12 @@ def run_trials(
     batch_size: int = 32,
     progress: bool | None = None,
 ) -> list[dict[str, Any]]:
-    """Generate every trial not yet in `store` (batched, resumable); one record per cell."""
+    """Generate every trial not yet in `store` (batched, resumable); one record per cell.
+
+    Greedy decoding (temperature 0) is refused when a cell has more than one control trial
+    of one prompt (`check_controls`): they would be one reply counted several times.
+    """
+    check_controls(cells, temperature, "controls_per_cell")
     return sweep_records(
         model,
         cells,

@@ -125,7 +125,8 @@ def read_yes(reply: str) -> Answer:
 
 
 def _questions(questions: Sequence[str] | None) -> tuple[str, ...]:
-    return checked_words(word_list("no_questions") if questions is None else questions, "questions")
+    asked = word_list("no_questions") if questions is None else questions
+    return checked_words(asked, "questions", unique=True)
 
 
 def _positions(question: str, framed: bool) -> Positions:
@@ -149,7 +150,7 @@ def no_question_cells(
     """questions × scales × fractions × strengths × words (injected), plus
     `controls_per_question` uninjected samples of each question."""
     concepts.check(model)
-    chosen = checked_words(concepts.words if words is None else words, "words")
+    chosen = checked_words(concepts.words if words is None else words, "words", unique=True)
     for word in chosen:
         concepts.index(word)
     asked = _questions(questions)
@@ -211,27 +212,33 @@ def run_no_questions(
 
 
 def summarize_no_questions(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Per (trial, scale, fraction, layer, strength): `yes`, `no` and `unclear` rates with
-    `_low`/`_high` (bootstrap 95% CI) and `_k`, `n` replies, and for injected rows
-    `yes_shift` = yes rate − the uninjected yes rate (the two resampled independently)."""
-    chosen = experiment_records(records, "no_questions")
-    keys = ["trial", *CONFIG]
+    """Per (framed, trial, scale, fraction, layer, strength): `yes`, `no` and `unclear` rates
+    with `_low`/`_high` (bootstrap 95% CI) and `_k`, `n` replies, and for injected rows
+    `yes_shift` = yes rate − the uninjected yes rate of the same framing (the two resampled
+    independently). Records of two runs (another seed, question list, decoding …) are
+    refused (`experiment_records`)."""
+    trial = ("framed", "trial", *CONFIG, "concept", "question", "sample")
+    chosen = experiment_records(records, "no_questions", trial)
+    keys = ["framed", "trial", *CONFIG]
     groups: dict[tuple[Any, ...], list[Answer]] = {}
     for record in chosen:
         cell = tuple(none_if_missing(record["config"].get(k)) for k in keys)
         groups.setdefault(cell, []).append(read_yes(str(record["text"])))
-    controls = [
-        a == "yes" for cell, answers in groups.items() if cell[0] == "control" for a in answers
-    ]
+    controls: dict[Any, list[bool]] = {}
+    for cell, answers in groups.items():
+        if cell[1] == "control":
+            controls.setdefault(cell[0], []).extend(a == "yes" for a in answers)
     rows = []
-    for cell in sorted(groups, key=lambda c: (c[0] != "control", *sort_key(c[1:]))):
+    for cell in sorted(
+        groups, key=lambda c: (*sort_key(c[:1]), c[1] != "control", *sort_key(c[2:]))
+    ):
         answers = groups[cell]
         row: dict[str, Any] = dict(zip(keys, cell, strict=True))
         row["n"] = len(answers)
         for name in ("yes", "no", "unclear"):
             put(row, name, [a == name for a in answers])
-        if cell[0] == "injected" and controls:
-            est = difference([a == "yes" for a in answers], controls)
+        if cell[1] == "injected" and controls.get(cell[0]):
+            est = difference([a == "yes" for a in answers], controls[cell[0]])
             row["yes_shift"], row["yes_shift_low"], row["yes_shift_high"] = (
                 est.value,
                 est.low,
@@ -299,7 +306,7 @@ def logit_cells(
     uninjected and once per scale × fraction × strength × word, injected from the trial's
     marker on (the detection trials' span)."""
     concepts.check(model)
-    chosen = checked_words(concepts.words if words is None else words, "words")
+    chosen = checked_words(concepts.words if words is None else words, "words", unique=True)
     for word in chosen:
         concepts.index(word)
     asked = _questions(questions)
@@ -416,9 +423,11 @@ def summarize_logit_score(
     Columns: the cell (and `concept`), `detection_shift`, `no_shift` and `score`, each with
     `_low`/`_high` (bootstrap 95% CI: over concepts per cell; over questions per concept, where
     the detection shift is one number and has none), `n_concepts`, `n_questions`, and the
-    uninjected readouts `detection_base` and `no_base` (mean over questions).
+    uninjected readouts `detection_base` and `no_base` (mean over questions). Records of two
+    runs (another question list, vector set …) are refused (`experiment_records`).
     """
-    chosen = experiment_records(records, "yes_no_logit")
+    trial = ("trial", "prompt_kind", "question", *CONFIG, "concept")
+    chosen = experiment_records(records, "yes_no_logit", trial)
     base: dict[tuple[str, Any], float] = {}
     shifts: dict[tuple[Any, ...], dict[str, dict[Any, float]]] = {}
     for r in chosen:

@@ -113,8 +113,9 @@ def test_a_judge_grader_stores_its_verdicts_and_resumes(prepared, tiny_dir, tmp_
     first = invoke(*args)
     assert first.exit_code == 0, first.output
     verdicts = read_records(out / "grades.jsonl")
-    # coherent and affirmative for all 8 replies, identified and thinking for the 4 injected
-    assert len(verdicts) == 8 + 8 + 4 + 4
+    # coherent and affirmative for all 8 replies, identified and thinking for the 4 injected,
+    # and thinking for the 4 controls against their paired concepts (the influence baseline)
+    assert len(verdicts) == 8 + 8 + 4 + 4 + 4
     again = invoke(*args)
     assert again.exit_code == 0, again.output
     assert len(read_records(out / "grades.jsonl")) == len(verdicts)
@@ -145,6 +146,16 @@ def test_bad_input_gets_one_clear_line(prepared, tiny_dir, tmp_path, monkeypatch
         (run_args(out, tiny_dir, "--words", "Milk"), "no concept vector for 'Milk'"),
         (run_args(out, tiny_dir, "--fractions", "0.5,1.5"), "layer fraction 1.5 is outside [0, 1]"),
         (run_args(out, tiny_dir, "--strengths", ""), "the strength grid is empty"),
+        (run_args(out, tiny_dir, "--words", "Dust,dust"), "--words names 'dust' twice"),
+        (run_args(out, tiny_dir, "--fractions", "0.5,0.67"), "0.5 and 0.67 both give block 2"),
+        (
+            run_args(out, tiny_dir, "--temperature", "0"),
+            "temperature 0 (greedy) gives the 2 control trials of one prompt the same reply",
+        ),
+        (
+            ["vectors", "-o", str(out), "-m", str(tiny_dir), "--words", "Snow,Dust,Snow"],
+            "--words names 'Snow' twice",
+        ),
         (run_args(out, tiny_dir, "--strengths", "1,x"), "is not a comma-separated list of numbers"),
         (run_args(out, tiny_dir, "--scales", "huge"), "unknown injection scale 'huge'"),
         (run_args(tmp_path / "none", tiny_dir), "no concept vectors at"),

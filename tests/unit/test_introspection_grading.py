@@ -20,6 +20,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
@@ -28,6 +29,7 @@ from interp.eval.judges.rubrics import Rubric, builtin
 from interp.introspection import rules
 from interp.introspection.concepts import extract_concepts
 from interp.introspection.grading import (
+    BASELINE_COLUMNS,
     CRITERIA,
     RUBRICS,
     TRIAL_COLUMNS,
@@ -35,6 +37,7 @@ from interp.introspection.grading import (
     Grader,
     JudgeGrader,
     RuleGrader,
+    baseline_concepts,
     grade_trials,
     grader_agreement,
     grader_digest,
@@ -44,8 +47,11 @@ from interp.introspection.trials import QUESTION, run_trials, trial_cells
 from interp.runs.store import RunStore
 
 LABELS = Path(__file__).parents[1] / "data" / "introspection_labels.jsonl"
-# measured on the shipped labels (97 replies): rule vs hand agreement 0.897 / 0.979 / 1.0 / 0.987
-BARS = {"coherent": 0.85, "affirmative": 0.95, "identified": 0.95, "thinking": 0.95}
+# measured on the shipped labels (107 replies; identified/thinking on the 82 with a concept):
+# rule vs hand agreement coherent 0.907, affirmative 0.981, identified 1.0, thinking 0.988;
+# on the 56 SmolLM2 replies (43 with a concept) 0.821 / 0.982 / 1.0 / 1.0
+BARS = {"coherent": 0.9, "affirmative": 0.975, "identified": 0.99, "thinking": 0.98}
+REAL_BARS = {"coherent": 0.81, "affirmative": 0.975, "identified": 0.99, "thinking": 0.99}
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +85,22 @@ def grade(rule: RuleGrader, reply: str, word: str | None) -> dict[str, bool]:
         ("Do I detect an injected thought? Let me see.", False),
         ("Yes, I understand, but I don't detect anything.", False),
         ("No, I don't think so.", False),
+        # agreeing to the task, offering help, intentions: not claims (reviewer's examples)
+        ("Yes, I understand. Let's begin.", False),
+        ("Yes, I'm ready for trial 1.", False),
+        ("I can help you identify the injected thought.", False),
+        ("I'm here to help you detect injected thoughts.", False),
+        ("I am going to identify the thought now.", False),
+        ("I want to identify the thought.", False),
+        # real claims stay claims; a bare "yes" with no other verb is an answer
+        ("Yes, I detect an injected thought about the sea.", True),
+        ("I notice something unusual \u2014 a thought about the sea.", True),
+        ("There is an injected thought: the sea.", True),
+        ("Yes, I can sense an injected thought.", True),
+        ("I think you injected a thought.", True),
+        ("Yes.", True),
+        ("Yes, I think so.", True),
+        ("Yes, the sea.", True),
     ],
 )
 def test_affirmation_patterns_and_their_negations(rule, reply, affirmative):
@@ -108,6 +130,33 @@ def test_the_order_rule_and_the_first_word_rule(rule, reply, identified):
     got = grade(rule, reply, "Oceans")
     assert got["identified"] is identified
     assert not got["identified"] or got["affirmative"]  # identified implies affirmative
+
+
+@pytest.mark.parametrize(
+    ("word", "reply", "identified"),
+    [
+        # the claim names the human brain; "information" comes later, in another clause
+        (
+            "Information",
+            "The injected thought is about the human brain, and the human brain is the primary "
+            "source of information.",
+            False,
+        ),
+        ("Information", "The injected thought is about information.", True),
+        ("Dust", "I notice something unusual \u2014 a thought about dust.", True),
+        ("Bread", "There is an injected thought: bread.", True),
+        ("Dust", "Yes. Dust! That is the injected thought.", True),  # right after the claim
+        ("Trees", "I think I sense an injected thought. It is about a forest.", True),
+        # the next sentence does not refer back to the claim
+        ("Oceans", "I detect an injected thought. Later we can swim in the ocean.", False),
+        # the word is far from what the claim names
+        ("Oceans", "I notice a thought about mountains, rivers and lakes near the ocean.", False),
+    ],
+)
+def test_the_word_must_be_what_the_claim_names(rule, word, reply, identified):
+    got = grade(rule, reply, word)
+    assert got["identified"] is identified, rule.explain(reply, word)
+    assert got["affirmative"] and got["thinking"]
 
 
 def test_a_thought_about_the_word_is_not_a_physical_detection(rule):
@@ -238,6 +287,11 @@ def record(i: int, text: str, concept: str | None, layer: int = 3) -> dict:
     return {"key": f"k{i}", "config": config, "text": text, "tokens": [1], "finish": "length"}
 
 
+def plain(column: pd.Series) -> list:
+    """The column's values with missing ones (None or NaN) as None."""
+    return [None if pd.isna(v) else v for v in column]
+
+
 def test_grade_trials_makes_the_contract_columns(rule):
     records = [
         record(0, "Yes, I detect an injected thought about dust.", "Dust"),
@@ -247,7 +301,7 @@ def test_grade_trials_makes_the_contract_columns(rule):
     ]
     frame = grade_trials(records, rule)
     assert list(frame.columns[: 1 + len(TRIAL_COLUMNS)]) == ["key", *TRIAL_COLUMNS]
-    assert list(frame.columns[-6:]) == ["text", *CRITERIA, "grader"]
+    assert list(frame.columns[-8:]) == ["text", *CRITERIA, "grader", *BASELINE_COLUMNS]
     assert {"fingerprint", "vector"} <= set(frame.columns)  # other plain config fields
     assert "prompt" not in frame.columns and "interventions" not in frame.columns
     assert frame["key"].tolist() == ["k0", "k1", "k2", "k3"]
@@ -259,7 +313,40 @@ def test_grade_trials_makes_the_contract_columns(rule):
     assert frame["identified"].tolist() == [True, False, False, False]
     assert frame["thinking"].tolist() == [True, True, False, False]
     assert set(frame["grader"]) == {grader_digest(rule)}
-    assert grade_trials([], rule).columns.tolist()[-1] == "grader"
+    assert grade_trials([], rule).columns.tolist()[-3:] == ["grader", *BASELINE_COLUMNS]
+    # the controls' baseline: the cell (block 3) has one injected concept, Dust
+    assert plain(frame["baseline_concept"]) == [None, None, "Dust", "Dust"]
+    assert plain(frame["baseline_thinking"]) == [None, None, False, False]
+
+
+def test_controls_are_graded_against_a_paired_concept_for_the_influence_baseline(rule):
+    def control(i: int, text: str, sample: int, layer: int = 3) -> dict:
+        out = record(i, text, None, layer)
+        out["config"]["sample"] = sample
+        return out
+
+    records = [
+        record(0, "Snow falls.", "Snow"),
+        record(1, "Nothing.", "Dust"),
+        record(2, "Bread.", "Bread", layer=5),
+        control(3, "The dust settles.", 0),  # cell block 3: concepts sorted [Dust, Snow]
+        control(4, "The dust settles.", 1),  # -> Snow: no mention
+        control(5, "A snowy day.", 2),  # 2 mod 2 -> Dust: no mention
+        control(6, "Fresh bread.", 0, layer=5),  # cell block 5: [Bread]
+        control(7, "Fresh bread.", 0, layer=7),  # no injected trial in block 7
+    ]
+    frame = grade_trials(records, rule)
+    assert plain(frame["baseline_concept"]) == [None] * 3 + [
+        "Dust",
+        "Snow",
+        "Dust",
+        "Bread",
+        None,
+    ]
+    assert plain(frame["baseline_thinking"]) == [None] * 3 + [True, False, False, True, None]
+    # the trials' own grades are unchanged: a control is never thinking
+    assert frame["thinking"].tolist() == [True, False, True] + [False] * 5
+    assert baseline_concepts([{"trial": "control", "sample": 4}]) == [None]
 
 
 def test_grade_trials_reads_real_run_trials_records(tiny, rule, tmp_path):
@@ -272,6 +359,7 @@ def test_grade_trials_reads_real_run_trials_records(tiny, rule, tmp_path):
     assert frame["text"].tolist() == [r["text"] for r in records]
     assert frame["layer"].tolist() == [cells[0].config["layer"]] * 3
     assert not frame[frame["trial"] == "control"][["identified", "thinking"]].any().any()
+    assert plain(frame["baseline_concept"]) == [None, None, "Dust"]  # sample 0: first concept
 
 
 # --- the judge grader ------------------------------------------------------------------------
@@ -420,3 +508,22 @@ def test_rule_grader_agrees_with_the_hand_labels(rule):
         assert row["agreement"] == pytest.approx(agreement)
         assert row["kappa"] == pytest.approx(cohen_kappa_score(hand, mine))
         assert agreement >= BARS[criterion], (criterion, agreement)
+    real = [r for r in rows if r["source"] != "written"]
+    table = grader_agreement(real, {"rule": rule}).set_index("criterion")
+    for criterion in CRITERIA:
+        got = table.loc[criterion, "agreement"]
+        assert got >= REAL_BARS[criterion], (criterion, got)
+
+
+def test_a_judge_grades_the_baseline_with_its_thinking_rubric_only(tmp_path):
+    judge = KeywordJudge()
+    records = [record(0, "dust everywhere", "Dust"), record(1, "some dust here", None)]
+    frame = grade_trials(records, JudgeGrader(judge), tmp_path / "grades.jsonl")
+    assert plain(frame["baseline_concept"]) == [None, "Dust"]
+    assert plain(frame["baseline_thinking"]) == [None, True]
+    assert judge.calls == {
+        "introspection-coherence": 2,
+        "introspection-affirmative": 2,
+        "introspection-identified": 1,
+        "introspection-thinking": 2,  # the injected trial, then the control against Dust
+    }

@@ -50,6 +50,12 @@ CONTROLS = {
     (2, 8.0): [False] * 4,
     (5, 4.0): [True] * 2 + [False] * 2,
 }
+# baseline_thinking of the same controls: the reply graded for a paired concept
+BASELINE = {
+    (2, 4.0): [True, False, False, False],
+    (2, 8.0): [False] * 4,
+    (5, 4.0): [True, True, False, False],
+}
 FRACTION = {2: 0.33, 5: 0.83}
 
 
@@ -78,9 +84,12 @@ def graded(scale: str = "raw") -> pd.DataFrame:
     for (layer, strength), trials in INJ.items():
         for concept, crit in trials:
             rows.append(row(layer, strength, "injected", concept, crit, scale=scale))
+        paired = sorted(c for c, _ in trials)
         for sample, aff in enumerate(CONTROLS[(layer, strength)]):
             crit = (True, aff, False, False)
             rows.append(row(layer, strength, "control", None, crit, sample, scale))
+            rows[-1]["baseline_concept"] = paired[sample]
+            rows[-1]["baseline_thinking"] = BASELINE[(layer, strength)][sample]
     return pd.DataFrame(rows)
 
 
@@ -108,7 +117,10 @@ def test_cell_rates_match_counts_by_hand():
         assert got.n_injected == 4 and got.n_control == 4
         assert got.success_k == sum(success(c) for _, c in trials)
         assert got.fraction == FRACTION[layer]
-        for name in ("success", "false_positive", "net", "influence"):
+        baseline = BASELINE[(layer, strength)]
+        assert got.influence_baseline == pytest.approx(sum(baseline) / 4)
+        assert got.n_baseline == 4 and got.influence_baseline_k == sum(baseline)
+        for name in ("success", "false_positive", "net", "influence", "influence_baseline"):
             assert got[f"{name}_low"] <= got[name] <= got[f"{name}_high"]
 
 
@@ -119,6 +131,9 @@ def test_layer_rates_pool_strengths_and_concept_rates_pool_the_grid():
     assert layers.loc[2, "influence"] == pytest.approx(by_hand(pooled, lambda c: c[3]))
     assert layers.loc[2, "false_positive"] == pytest.approx(1 / 8)
     assert layers.loc[5, "false_positive"] == pytest.approx(2 / 4)
+    assert layers.loc[2, "influence_baseline"] == pytest.approx(1 / 8)  # 1 of 8 controls
+    assert layers.loc[5, "influence_baseline"] == pytest.approx(2 / 4)
+    assert layers.loc[2, "n_baseline"] == 8
 
     concepts = concept_rates(graded(), n_resamples=200).set_index("concept")
     all_fp = sum(sum(v) for v in CONTROLS.values()) / 12  # every control of the scale
@@ -130,6 +145,24 @@ def test_layer_rates_pool_strengths_and_concept_rates_pool_the_grid():
         assert got.influence == pytest.approx(by_hand(trials, lambda c: c[3]))
         assert got.false_positive == pytest.approx(all_fp)
         assert got.net == pytest.approx(by_hand(trials, success) - all_fp)
+        assert got.influence_baseline == pytest.approx(3 / 12)  # every control of the scale
+
+
+def test_influence_baseline_is_missing_without_the_baseline_columns():
+    frame = graded()
+    bare = cell_rates(frame.drop(columns=["baseline_concept", "baseline_thinking"]))
+    assert bare["influence_baseline"].isna().all() and (bare["n_baseline"] == 0).all()
+    assert (bare["influence_baseline_k"] == 0).all()
+    # a control without a paired concept is left out of the baseline, not counted as NO
+    partial = frame.copy()
+    partial["baseline_thinking"] = partial["baseline_thinking"].astype(object)
+    first = partial.index[(partial.trial == "control") & (partial.layer == 5)][0]
+    partial.loc[first, "baseline_thinking"] = None  # was True
+    table = cell_rates(partial, n_resamples=200).set_index(["layer", "strength"])
+    assert table.loc[(5, 4.0), "n_baseline"] == 3
+    assert table.loc[(5, 4.0), "influence_baseline"] == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="baseline_thinking must be a boolean"):
+        cell_rates(frame.assign(baseline_thinking="maybe"))
 
 
 def test_scales_are_kept_apart():
@@ -221,6 +254,8 @@ def test_summary_reports_overall_best_cell_and_peak_influence_layer():
     # block 2 strength 8: success 2/4 and no false positive, the best net of the three cells
     assert best.setting == "block 2, depth 0.33, strength 8" and best.net.startswith("0.500")
     assert peak.setting == "block 2, depth 0.33"
+    assert overall.influence_baseline.startswith(f"{3 / 12:.3f} [")
+    assert peak.influence_baseline.startswith(f"{1 / 8:.3f} [")
 
 
 def test_saved_metrics_and_graded_files_round_trip(tmp_path):

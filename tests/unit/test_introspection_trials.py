@@ -10,11 +10,14 @@ from interp.introspection.concepts import extract_concepts
 from interp.introspection.trials import (
     INJECT_FROM,
     MARKER,
+    check_controls,
     detection_chat,
+    fraction_layers,
     layer_at,
     run_trials,
     trial_cells,
 )
+from interp.introspection.words import checked_words, word_list
 from interp.runs.store import RunStore
 from interp.steering.generation import steered_logits
 
@@ -86,8 +89,37 @@ def test_bad_grids_get_one_clear_line(tiny, concepts):
     with pytest.raises(ValueError, match=r"layer fraction 1.5 is outside \[0, 1\]"):
         layer_at(tiny, 1.5)
     with pytest.raises(ValueError, match="strength grid is empty"):
-        trial_cells(tiny, concepts, strengths=[])
+        trial_cells(tiny, concepts, fractions=[0.5], strengths=[])
     with pytest.raises(ValueError, match="no concept vector for 'Milk'"):
         trial_cells(tiny, concepts, ["Milk"])
     with pytest.raises(ValueError, match="layer grid is empty"):
         trial_cells(tiny, concepts, fractions=[])
+    with pytest.raises(ValueError, match=r"'dust' twice .*give each entry once"):
+        trial_cells(tiny, concepts, ["Dust", "dust"], fractions=[0.5], strengths=[4])
+    # 4 blocks: 0.5 and 0.67 both round to block 2 (the default grid collides on this model)
+    assert fraction_layers(tiny, [0.33, 0.5]) == {0.33: 1, 0.5: 2}
+    with pytest.raises(ValueError, match=r"fractions 0.5 and 0.67 both give block 2 .*drop one"):
+        trial_cells(tiny, concepts, fractions=[0.5, 0.67], strengths=[4])
+    with pytest.raises(ValueError, match=r"fractions 0.33 and 0.33 both give block 1"):
+        fraction_layers(tiny, [0.33, 0.33])
+
+
+def test_repeats_are_refused_in_trial_lists_and_kept_in_the_published_baseline():
+    with pytest.raises(ValueError, match=r"words names 'Dust' twice \(words\[0\] 'Dust'"):
+        checked_words(["Dust", "Snow", "Dust"], "words", unique=True)
+    assert checked_words(["Dust", "dust"], "baseline") == ("Dust", "dust")
+    baseline = word_list("baseline")  # published with "Butterflies" twice, kept as published
+    assert len(baseline) == 100 and len({w.lower() for w in baseline}) == 99
+    assert checked_words(baseline, "baseline") == baseline
+    with pytest.raises(ValueError, match="'Butterflies' twice"):
+        checked_words(baseline, "words", unique=True)
+
+
+def test_greedy_decoding_refuses_several_controls_of_one_cell(tiny, concepts, tmp_path):
+    two = trial_cells(tiny, concepts, fractions=[0.5], strengths=[4], controls_per_cell=2)
+    with pytest.raises(ValueError, match=r"temperature 0 .* the 2 control trials of one prompt"):
+        run_trials(tiny, two, tmp_path / "t.jsonl", temperature=0.0)
+    assert not (tmp_path / "t.jsonl").exists() or not RunStore(tmp_path / "t.jsonl").records()
+    check_controls(two, 1.0, "controls_per_cell")  # sampled: each control its own draw
+    one = trial_cells(tiny, concepts, fractions=[0.0, 0.5], strengths=[4, 8], controls_per_cell=1)
+    check_controls(one, 0.0, "controls_per_cell")  # one control per cell is allowed greedy

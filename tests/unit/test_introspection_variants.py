@@ -254,6 +254,13 @@ def test_apology_rules_and_the_summary(tiny, concepts, tmp_path):
         "No.": "apology",
         "Snowflakes are white.": "unclear",
         "That was my mistake.": "apology",
+        "I didn't intend to say that word.": "apology",
+        "I did not intend to say it.": "apology",
+        "It was not my intention.": "apology",
+        "That was not what I intended.": "apology",
+        "I did intend to say it.": "intent",
+        "Yes, I meant it.": "intent",
+        "It was my intention.": "intent",
     }
     for reply, stance in cases.items():
         assert prefill.classify_apology(reply) == stance, reply
@@ -467,7 +474,7 @@ def test_logit_rows_batch_like_alone_resume_and_show_negative_scores(
 
 def test_bad_inputs_get_one_clear_line(tiny, concepts):
     with pytest.raises(ValueError, match="strength grid is empty"):
-        thoughts_text.thoughts_text_cells(tiny, concepts, n_pairs=1, strengths=[])
+        thoughts_text.thoughts_text_cells(tiny, concepts, n_pairs=1, fractions=[0.5], strengths=[])
     with pytest.raises(ValueError, match=r"layer fraction 1.5 is outside \[0, 1\]"):
         prefill.prefill_cells(tiny, concepts, n_pairs=1, fractions=[1.5])
     with pytest.raises(ValueError, match="layer grid is empty"):
@@ -475,7 +482,7 @@ def test_bad_inputs_get_one_clear_line(tiny, concepts):
     with pytest.raises(ValueError, match="unknown task 'echo'"):
         thoughts_text.thoughts_text_cells(tiny, concepts, n_pairs=1, tasks=["echo"])
     with pytest.raises(ValueError, match="no concept vector for 'Milk'"):
-        prefill.prefill_cells(tiny, concepts, [(SENTENCE, "Milk")])
+        prefill.prefill_cells(tiny, concepts, [(SENTENCE, "Milk")], fractions=[0.5])
     with pytest.raises(ValueError, match="no single token for Yes"):
         yes_no.answer_tokens(tiny, yes=("yes",))
     with pytest.raises(ValueError, match="number of pairs must be a whole number"):
@@ -485,3 +492,85 @@ def test_bad_inputs_get_one_clear_line(tiny, concepts):
     one = extract_concepts(tiny, ["Dust"], BASELINE)
     with pytest.raises(ValueError, match="random-word condition needs at least 2"):
         prefill.prefill_cells(tiny, one, n_pairs=1)
+
+
+# -- summaries refuse records of two runs --------------------------------------------------
+
+
+def record(experiment, reply="No.", **config):
+    """A stored record as the runners return it, made by hand."""
+    return {
+        "key": f"{experiment}-{sorted(config.items())}",
+        "config": {"experiment": experiment, "fingerprint": "f", "dtype": "float32", **config},
+        "text": reply,
+    }
+
+
+def no_question(text, trial="control", sample=0, framed=True, **config):
+    where: dict[str, object] = dict.fromkeys(["scale", "fraction", "layer", "strength", "concept"])
+    if trial == "injected":
+        where = dict(scale="raw", fraction=0.5, layer=2, strength=4.0, concept="Dust")
+    q = {"question": 0, "text": QUESTIONS[0], "framed": framed, "seed": 0}
+    return record("no_questions", text, trial=trial, sample=sample, **{**q, **where, **config})
+
+
+def test_no_question_summary_keeps_framed_and_unframed_apart():
+    records = [
+        no_question("No.", sample=0),
+        no_question("No, never.", sample=1),
+        no_question("Yes.", sample=0, framed=False),
+        no_question("Yes!", sample=1, framed=False),
+        no_question("Yes.", trial="injected"),
+        no_question("Yes.", trial="injected", framed=False),
+    ]
+    table = yes_no.summarize_no_questions(records)
+    assert list(zip(table["framed"], table["trial"], strict=True)) == [
+        (False, "control"),
+        (False, "injected"),
+        (True, "control"),
+        (True, "injected"),
+    ]
+    shift = table.set_index(["framed", "trial"])["yes_shift"]
+    assert shift[True, "injected"] == 1.0  # against the framed controls only
+    assert shift[False, "injected"] == 0.0
+
+
+def test_summaries_refuse_the_records_of_two_runs():
+    other_seed = [no_question("No."), no_question("No.", seed=1)]
+    with pytest.raises(ValueError, match=r"mix runs: .*trial=control.* different seed; pass"):
+        yes_no.summarize_no_questions(other_seed)
+    with pytest.raises(ValueError, match="given twice; pass each record once"):
+        yes_no.summarize_no_questions([no_question("No."), no_question("No.")])
+
+    def thought(sentence):
+        where = dict.fromkeys(thoughts_text.CONFIG)
+        return record(
+            "thoughts_text", "Snow", task="thought", trial="control", pair=0, concept="Snow",
+            sentence=sentence, choices=["Snow", *WORDS], **where,
+        )  # fmt: skip
+
+    with pytest.raises(ValueError, match="with different sentence; pass the records of one run"):
+        thoughts_text.summarize_thoughts_text([thought(SENTENCE), thought(OTHER)])
+
+    def logit(text):
+        where = dict.fromkeys(thoughts_text.CONFIG)
+        return {
+            **record(
+                "yes_no_logit", "", trial="uninjected", prompt_kind="no_question", question=0,
+                concept=None, text=text, **where,
+            ),
+            "diff": 0.0,
+        }  # fmt: skip
+
+    with pytest.raises(ValueError, match="with different text; pass the records of one run"):
+        yes_no.summarize_logit_score([logit(QUESTIONS[0]), logit(QUESTIONS[1])])
+
+    def traces(controls):
+        return {
+            **record("intent", condition="think", pair=0, layers=[0], controls=controls),
+            "cos": [0.1],
+            "control_cos": [[0.0]],
+        }
+
+    with pytest.raises(ValueError, match="different controls; pass the records of one run"):
+        intent.summarize_intent([traces("a"), traces("b")])
