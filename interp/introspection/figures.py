@@ -192,6 +192,14 @@ def heatmaps(
     return fig
 
 
+def _pooled_baseline(rows: pd.DataFrame) -> pd.Series:
+    """The uninjected mention rate of one block's cells, pooled over strengths."""
+    n = rows["n_baseline"]
+    return pd.Series(
+        {"influence_baseline": float((rows["influence_baseline"] * n).sum() / n.sum())}
+    )
+
+
 def influence_by_layer(source: Source, *, model: str | None = None, seed: int = 0) -> go.Figure:
     """Influence rate against the injection block, one line per strength, one panel per scale;
     bars: 95% bootstrap interval over the cell's injected trials."""
@@ -224,6 +232,24 @@ def influence_by_layer(source: Source, *, model: str | None = None, seed: int = 
                     line={"color": PALETTE[i % len(PALETTE)]},
                     customdata=rows["n_injected"],
                     hovertemplate="block %{x}: %{y:.2f} (n=%{customdata})<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
+        if "influence_baseline" in part and part["n_baseline"].gt(0).any():
+            # uninjected: control replies graded against the concepts of their cell
+            rows = part[part["n_baseline"] > 0].groupby("layer", as_index=False)
+            base = rows.apply(_pooled_baseline, include_groups=False).sort_values("layer")
+            fig.add_trace(
+                go.Scatter(
+                    x=base["layer"],
+                    y=base["influence_baseline"],
+                    mode="lines",
+                    name="no injection (controls)",
+                    legendgroup="baseline",
+                    showlegend=col == 1,
+                    line={"color": "grey", "dash": "dot"},
+                    hovertemplate="block %{x}: %{y:.2f} uninjected<extra></extra>",
                 ),
                 row=1,
                 col=col,

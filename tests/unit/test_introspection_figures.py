@@ -136,6 +136,22 @@ def test_influence_lines_per_strength_with_interval_bars(tmp_path):
     assert fig.layout.yaxis.title.text.startswith("influence rate")
 
 
+def test_influence_draws_the_uninjected_baseline_pooled_per_block(tmp_path):
+    rows = graded_rows()
+    rng = np.random.default_rng(7)
+    for row in rows:  # controls graded against a paired concept, as grade_trials does
+        control = row["trial"] == "control"
+        row["baseline_concept"] = CONCEPTS[row["sample"]] if control else None
+        row["baseline_thinking"] = bool(rng.random() < 0.4) if control else None
+    fig = influence_by_layer(save(tmp_path, rows))
+    (base,) = [t for t in fig.data if t.name == "no injection (controls)"]
+    for layer, y in zip(base.x, base.y, strict=True):
+        hits = [
+            r["baseline_thinking"] for r in rows if r["trial"] == "control" and r["layer"] == layer
+        ]
+        assert y == pytest.approx(sum(hits) / len(hits))  # every control of the block, pooled
+
+
 def test_concept_bars_pool_each_concept_over_the_grid(tmp_path):
     rows = graded_rows(("raw", "resid_norm"))
     path = save(tmp_path, rows)
