@@ -69,6 +69,7 @@ bench: setup
 	$(BIN)/python -m benchmarks.sweep_vs_sequential
 	$(BIN)/python -m benchmarks.judge_throughput local local-0-9 api
 	$(BIN)/python -m benchmarks.persona_pipeline
+	$(BIN)/python -m benchmarks.injection_sweep
 
 figures: setup
 	$(BIN)/python experiments/persona.py --redraw --traits evil,sycophantic,hallucinating
@@ -76,6 +77,8 @@ figures: setup
 	$(BIN)/python experiments/persona_screen.py --redraw
 	$(BIN)/python experiments/residual_norms.py --redraw
 	$(BIN)/python experiments/caa.py --redraw
+	$(BIN)/python experiments/introspection.py --redraw
+	$(BIN)/python experiments/introspection.py --redraw --model gemma-3-270m
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
