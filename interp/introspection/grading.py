@@ -186,6 +186,16 @@ class RuleGrader:
             thinking=bool(mentions),
         )
 
+    def _prepared(
+        self, replies: Sequence[object], words: Sequence[object]
+    ) -> tuple[list[str], list[str | None]]:
+        """The checked replies and words, with the mention matcher primed on the pairs that
+        have a word (one embedding batch for all of them)."""
+        texts, concepts = checked_replies(replies, words)
+        pairs = [(r, w) for r, w in zip(texts, concepts, strict=True) if w is not None]
+        self.mentions.prepare([r for r, _ in pairs], [w for _, w in pairs])
+        return texts, concepts
+
     def grade_all(
         self,
         replies: Sequence[object],
@@ -193,9 +203,7 @@ class RuleGrader:
         store: RunStore | str | Path | None = None,
     ) -> list[Grade]:
         """One Grade per reply (`store` is accepted for the protocol and not used)."""
-        texts, concepts = checked_replies(replies, words)
-        pairs = [(r, w) for r, w in zip(texts, concepts, strict=True) if w is not None]
-        self.mentions.prepare([r for r, _ in pairs], [w for _, w in pairs])
+        texts, concepts = self._prepared(replies, words)
         return [self.grade(r, w) for r, w in zip(texts, concepts, strict=True)]
 
     def thinking_all(
@@ -205,9 +213,7 @@ class RuleGrader:
         store: RunStore | str | Path | None = None,
     ) -> list[bool]:
         """`thinking` alone for each (reply, concept) pair (the influence baseline)."""
-        texts, concepts = checked_replies(replies, words)
-        pairs = [(r, w) for r, w in zip(texts, concepts, strict=True) if w is not None]
-        self.mentions.prepare([r for r, _ in pairs], [w for _, w in pairs])
+        texts, concepts = self._prepared(replies, words)
         return [
             w is not None and bool(self.mentions.find(r, w))
             for r, w in zip(texts, concepts, strict=True)
