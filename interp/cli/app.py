@@ -6,7 +6,16 @@ Commands import torch and the models inside their bodies, so `interp --help` sta
 
 from __future__ import annotations
 
-from interp.cli import capture, inject, judge, models, persona, steer, vectors  # noqa: F401
+from interp.cli import (  # noqa: F401
+    capture,
+    inject,
+    judge,
+    models,
+    persona,
+    sae,
+    steer,
+    vectors,
+)
 from interp.cli.common import app
 
 
