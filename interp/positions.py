@@ -101,11 +101,16 @@ FIRST: Positions = _Named("first")
 
 @dataclass(frozen=True, eq=False)
 class FromMarker(Positions):
-    """From the token that holds the marker (its first or last character) to the end."""
+    """From the token that holds the marker (its first or last character) to the end.
+
+    A row without the marker is an error, unless `optional`: then that row gets no positions
+    (for batches that mix rows of several markers, e.g. one entity name per row).
+    """
 
     marker: str
     anchor: Literal["start", "end"] = "start"
     last: bool = False  # use the last occurrence instead of the first
+    optional: bool = False  # a row without the marker selects nothing instead of raising
 
     def mask(self, view: TokenView) -> Bool[Tensor, "batch pos"]:
         starts = [self._start(view, row) for row in range(len(view.rows))]
@@ -113,6 +118,8 @@ class FromMarker(Positions):
         return view.real & (view.index >= start)
 
     def _start(self, view: TokenView, row: int) -> int:
+        if self.optional and (not self.marker or self.marker not in view.rows[row].text):
+            return len(view.rows[row].ids)  # past the row's end: nothing selected
         try:
             return view.rows[row].find(self.marker, self.anchor, self.last)
         except ValueError as err:
@@ -124,6 +131,8 @@ class FromMarker(Positions):
             args.append(self.anchor)
         if self.last:
             args.append("last")
+        if self.optional:
+            args.append("optional")
         return f"from({','.join(args)})"
 
 
@@ -261,7 +270,7 @@ _NAMED = {str(p): p for p in (ALL, PROMPT, RESPONSE, LAST_PROMPT, LAST, FIRST)}
 
 
 def parse(spec: str) -> Positions:
-    """Read a selector spec: names, from("…"[,end][,last]), span("…"[,last]), match("…"),
+    """Read a selector spec: names, from("…"[,end][,last][,optional]), span("…"[,last]), match("…"),
     index(k), & | ! ( )."""
     parser = _Parser(spec)
     result = parser.union()
@@ -278,7 +287,7 @@ class _Parser:
     def fail(self, why: str) -> ValueError:
         return ValueError(
             f"cannot parse positions {self.text!r} at character {self.at}: {why}. Valid: "
-            f'{", ".join(_NAMED)}, from("marker"[,end][,last]), span("text"[,last]), '
+            f'{", ".join(_NAMED)}, from("marker"[,end][,last][,optional]), span("text"[,last]), '
             'match("regex"), index(k), combined with &, |, ! and parentheses'
         )
 
@@ -361,12 +370,11 @@ class _Parser:
             return Matching(args[0])
         if kind == "from" and args and isinstance(args[0], str):
             flags = set(args[1:])
-            if not flags <= {"end", "start", "last"}:
-                raise self.fail(
-                    f"unknown from() flags {sorted(map(str, flags - {'end', 'start', 'last'}))}"
-                )
+            allowed = {"end", "start", "last", "optional"}
+            if not flags <= allowed:
+                raise self.fail(f"unknown from() flags {sorted(map(str, flags - allowed))}")
             anchor: Literal["start", "end"] = "end" if "end" in flags else "start"
-            return FromMarker(args[0], anchor, "last" in flags)
+            return FromMarker(args[0], anchor, "last" in flags, "optional" in flags)
         if kind == "span" and args and isinstance(args[0], str):
             flags = set(args[1:])
             if not flags <= {"last"}:

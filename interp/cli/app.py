@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from interp.cli import (  # noqa: F401
     capture,
+    entities,
     inject,
     judge,
     models,

@@ -28,36 +28,9 @@ from interp.io import save_tensors
 from interp.saes.load import LoadedSAE, load_sae, shipped_saes
 from interp.saes.train import save_sae
 from tests.tiny import write_tiny_model
+from tests.tiny_sae import write_sae
 
 TEXTS = ["The capital of France is Paris.", "Tell me about the ocean and the mountains today."]
-
-
-def write_sae(
-    path: Path,
-    *,
-    d_in: int = 64,
-    d_sae: int = 32,
-    k: int = 4,
-    hook: str = "blocks.2.hook_resid_post",
-    model_name: str | None = None,
-    fingerprint: str | None = None,
-    seed: int = 0,
-) -> Path:
-    """A TopK SAE with random weights (decoder rows of uneven norm, nonzero biases) on disk."""
-    from sae_lens import TopKSAE, TopKSAEConfig
-
-    torch.manual_seed(seed)
-    sae = TopKSAE(TopKSAEConfig(d_in=d_in, d_sae=d_sae, k=k, rescale_acts_by_decoder_norm=True))
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.randn(d_in, d_sae) * 0.3)
-        sae.W_dec.copy_(torch.randn(d_sae, d_in) * torch.rand(d_sae, 1) * 2)
-        sae.b_enc.copy_(torch.randn(d_sae) * 0.1)
-        sae.b_dec.copy_(torch.randn(d_in) * 0.5)
-    sae.save_model(path)
-    cfg = json.loads((path / "cfg.json").read_text())
-    cfg["metadata"].update(hook_name=hook, model_name=model_name, model_fingerprint=fingerprint)
-    (path / "cfg.json").write_text(json.dumps(cfg))
-    return path
 
 
 @pytest.fixture(scope="module")

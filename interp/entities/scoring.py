@@ -1,0 +1,318 @@
+"""Known/unknown entity latents: separation scores, held-out AUROC, tokenization controls.
+
+Protocol (Ferrando et al. 2025, eq. 6–7; papers.md §3.2), in one batched capture:
+
+1. Every entity's scoring prompt ("The {type} {name} is") runs once through the model; the
+   residual stream is read at the last token of the name and at the next token (" is", the
+   same word for every entity), at every block (one capture for all layers).
+2. For each layer with an SAE: a latent is *active* on an entity when its activation is > 0.
+   Per entity type t, on the training entities, `s_known = f_known − f_unknown` (fraction of
+   known entities where the latent is active minus the fraction of unknown ones) and
+   `s_unknown = −s_known`. A latent's score is its minimum over types (it must separate in
+   every type), and latents active on more than 2% of generic-corpus tokens (the SAE's shipped
+   density) are dropped.
+3. The top latents are evaluated on held-out entities: AUROC of the activation as a
+   known/unknown classifier, overall and *within tokenization strata* (pairs of a known and an
+   unknown entity with the same token count bucket and the same word-start flag).
+4. Baselines on the same split: the difference-of-means direction at every block (trained on
+   the training entities, projected on held-out ones), and a tokenization-only logistic
+   regression on (token count, word-start flag). A latent or direction counts as entity
+   recognition only where its held-out AUROC beats the tokenization baseline: `beats_tokens`
+   says whether the lower end of its 95% interval is above the baseline's AUROC.
+
+Unknown entities are real entities the model answered wrongly (labels from its own answers);
+invented names are an extra control, reported separately (`auroc_invented`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from jaxtyping import Float
+from torch import Tensor
+
+from interp.capture import Reduction, capture
+from interp.entities.data import EntitySet
+from interp.entities.tokens import locate_all
+from interp.eval.stats import auroc
+from interp.models import Model
+from interp.positions import Explicit
+from interp.saes.load import LoadedSAE
+
+DENSITY_LIMIT = 0.02  # drop latents active on more than 2% of generic tokens (the paper's filter)
+TEST_FRACTION = 0.4  # the paper's 50/10/40 split: train + validation select, test evaluates
+POSITIONS = ("last", "after")
+
+
+@dataclass
+class EntityActivations:
+    """Residual stream of every entity's scoring prompt at the name's last token and after it."""
+
+    frame: pd.DataFrame  # one row per entity (type, name, origin, label, split, n_tokens, …)
+    layers: list[int]
+    acts: dict[str, Float[Tensor, "entity layer d_model"]]  # "last", "after"
+    seconds: float = 0.0
+
+
+def _split(key: str, seed: int) -> str:
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return "test" if int.from_bytes(digest[:8], "big") / 2**64 < TEST_FRACTION else "train"
+
+
+def entity_frame(
+    model: Model, entities: EntitySet, labels: pd.DataFrame, seed: int = 42
+) -> tuple[pd.DataFrame, list[str], list[tuple[int, int]]]:
+    """Labelled entities (known / unknown; ambiguous ones dropped), prompts and positions."""
+    label_of = {(r.type, r.name): r.label for r in labels.itertuples()}
+    kept = [e for e in entities.entities if label_of.get((e.type, e.name)) in ("known", "unknown")]
+    if not kept:
+        raise ValueError(
+            "no entity is labelled known or unknown; label them first (interp entities label)"
+        )
+    prompts, found = locate_all(model, kept, entities.types)
+    frame = pd.DataFrame(
+        {
+            "type": [e.type for e in kept],
+            "name": [e.name for e in kept],
+            "origin": [e.origin for e in kept],
+            "fame": [e.fame for e in kept],
+            "label": [label_of[(e.type, e.name)] for e in kept],
+            "split": [_split(e.key, seed) for e in kept],
+            "n_tokens": [f.n_tokens for f in found],
+            "word_start": [f.word_start for f in found],
+            "last_token": [f.last_text for f in found],
+            "prompt": prompts,
+        }
+    )
+    return frame, prompts, [(f.last, f.after) for f in found]
+
+
+def capture_entities(
+    model: Model,
+    entities: EntitySet,
+    labels: pd.DataFrame,
+    *,
+    layers: Sequence[int] | str = "all",
+    batch_size: int = 32,
+    seed: int = 42,
+) -> EntityActivations:
+    """One batched capture of every labelled entity at `layers` (resid_post)."""
+    import time
+
+    frame, prompts, where = entity_frame(model, entities, labels, seed)
+    width = max(a for _, a in where) + 1
+    masks = {
+        name: Explicit.of([[j == pos[k] for j in range(width)] for pos in where])
+        for k, name in enumerate(POSITIONS)
+    }
+    start = time.perf_counter()
+    acts = capture(
+        model,
+        prompts,
+        {name: Reduction(mask, "mean") for name, mask in masks.items()},
+        layers=layers if isinstance(layers, str) else list(layers),
+        sites="resid_post",
+        batch_size=batch_size,
+        progress=False,
+    )
+    seconds = time.perf_counter() - start
+    return EntityActivations(
+        frame, acts.layers, {name: acts.get(name) for name in POSITIONS}, seconds
+    )
+
+
+# -- statistics ---------------------------------------------------------------------------------
+
+
+def _bucket(n: int) -> int:
+    return min(n, 4)
+
+
+def stratified_auroc(
+    scores: np.ndarray, known: np.ndarray, n_tokens: np.ndarray, word_start: np.ndarray
+) -> tuple[float, int]:
+    """AUROC over (known, unknown) pairs in the same tokenization stratum, and the pair count.
+
+    Strata: token count (1, 2, 3, 4+) × whether the last token starts a word. Ties count ½.
+    NaN when no stratum holds both a known and an unknown entity.
+    """
+    wins = 0.0
+    pairs = 0
+    strata = np.array(
+        [_bucket(int(n)) * 2 + int(w) for n, w in zip(n_tokens, word_start, strict=True)]
+    )
+    for s in np.unique(strata):
+        pos = scores[(strata == s) & known]
+        neg = scores[(strata == s) & ~known]
+        if pos.size and neg.size:
+            diff = pos[:, None] - neg[None, :]
+            wins += float((diff > 0).sum() + 0.5 * (diff == 0).sum())
+            pairs += pos.size * neg.size
+    return (wins / pairs if pairs else float("nan")), pairs
+
+
+def _held_out(
+    scores: np.ndarray, frame: pd.DataFrame, test: np.ndarray, positive: str
+) -> dict[str, Any]:
+    """Held-out AUROC (with interval) and stratified AUROC of `scores` for label `positive`."""
+    real = (frame["origin"] == "real").to_numpy()
+    y = (frame["label"] == positive).to_numpy()
+    rows = test & real
+    out: dict[str, Any] = {}
+    try:
+        est = auroc(y[rows].astype(float), scores[rows], n_resamples=1000)
+        out.update(auroc=est.value, auroc_low=est.low, auroc_high=est.high, n_test=est.n)
+    except ValueError:
+        out.update(auroc=float("nan"), auroc_low=float("nan"), auroc_high=float("nan"), n_test=0)
+    strat, pairs = stratified_auroc(
+        scores[rows],
+        y[rows],
+        frame["n_tokens"].to_numpy()[rows],
+        frame["word_start"].to_numpy()[rows],
+    )
+    out.update(auroc_strata=strat, strata_pairs=pairs)
+    # the extra control: held-out known entities against invented names
+    known_test = test & real & y
+    invented = test & ~real
+    if invented.sum() >= 2 and known_test.sum() >= 2 and positive == "known":
+        mix = known_test | invented
+        out["auroc_invented"] = auroc(
+            known_test[mix].astype(float), scores[mix], n_resamples=200
+        ).value
+    else:
+        out["auroc_invented"] = float("nan")
+    return out
+
+
+def tokenization_baseline(frame: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
+    """Logistic regression on (token count, word-start flag): train split → held-out AUROC."""
+    from sklearn.linear_model import LogisticRegression
+
+    real = (frame["origin"] == "real").to_numpy()
+    x = np.stack([frame["n_tokens"].to_numpy(float), frame["word_start"].to_numpy(float)], 1)
+    y = (frame["label"] == "known").to_numpy()
+    train = real & (frame["split"] == "train").to_numpy()
+    test = real & (frame["split"] == "test").to_numpy()
+    if len(set(y[train].tolist())) < 2:
+        return {"auroc": float("nan"), "auroc_low": float("nan"), "auroc_high": float("nan")}
+    clf = LogisticRegression(random_state=seed).fit(x[train], y[train])
+    est = auroc(y[test].astype(float), clf.predict_proba(x[test])[:, 1], n_resamples=1000)
+    return {"auroc": est.value, "auroc_low": est.low, "auroc_high": est.high, "n_test": est.n}
+
+
+def diff_means_by_layer(data: EntityActivations, tokens_auroc: float) -> pd.DataFrame:
+    """Held-out AUROC of the difference-of-means direction at every captured block."""
+    frame = data.frame
+    real = (frame["origin"] == "real").to_numpy()
+    known = (frame["label"] == "known").to_numpy()
+    train = real & (frame["split"] == "train").to_numpy()
+    test = (frame["split"] == "test").to_numpy()
+    rows = []
+    for pos in POSITIONS:
+        x = data.acts[pos].float()
+        for li, layer in enumerate(data.layers):
+            d = x[train & known, li].mean(0) - x[train & ~known, li].mean(0)
+            scores = (x[:, li] @ d).numpy()
+            rows.append(
+                {
+                    "position": pos,
+                    "layer": layer,
+                    "method": "diff_means",
+                    **_held_out(scores, frame, test, "known"),
+                }
+            )
+    table = pd.DataFrame(rows)
+    table["beats_tokens"] = table["auroc_low"] > tokens_auroc
+    return table
+
+
+def separation(
+    active: np.ndarray, frame: pd.DataFrame, rows: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
+    """Per-type `s_known = f_known − f_unknown` over `rows`: `[type, latent]` and the types."""
+    types = sorted(frame["type"].unique())
+    known = (frame["label"] == "known").to_numpy()
+    real = (frame["origin"] == "real").to_numpy()
+    out = []
+    for t in types:
+        of_t = rows & real & (frame["type"] == t).to_numpy()
+        k, u = of_t & known, of_t & ~known
+        if not k.any() or not u.any():
+            out.append(np.full(active.shape[1], np.nan))
+            continue
+        out.append(active[k].mean(0) - active[u].mean(0))
+    return np.stack(out), types
+
+
+def score_latents(
+    data: EntityActivations,
+    saes: Sequence[LoadedSAE],
+    *,
+    top: int = 10,
+    density_limit: float = DENSITY_LIMIT,
+    tokens_auroc: float = float("nan"),
+) -> pd.DataFrame:
+    """The top known and unknown latents of every SAE, at both positions, with held-out scores."""
+    frame = data.frame
+    train = (frame["split"] == "train").to_numpy()
+    test = ~train
+    rows: list[dict[str, Any]] = []
+    for sae in saes:
+        if sae.layer not in data.layers:
+            raise ValueError(f"block {sae.layer} was not captured; captured: {data.layers}")
+        li = data.layers.index(sae.layer)
+        dense = sae.density.numpy() if sae.density is not None else np.zeros(sae.d_sae)
+        allowed = dense <= density_limit
+        for pos in POSITIONS:
+            feats = sae.encode(data.acts[pos][:, li]).numpy()
+            active = feats > 0
+            per_type, types = separation(active.astype(float), frame, train)
+            for kind, sign in (("known", 1.0), ("unknown", -1.0)):
+                score = np.where(allowed, np.nanmin(sign * per_type, axis=0), -np.inf)
+                order = np.argsort(-score)[:top]
+                for rank, j in enumerate(order):
+                    # an unknown latent classifies "unknown": its activation, negated, ranks known
+                    held = _held_out(feats[:, j] * sign, frame, test, "known")
+                    top_names = frame["name"].to_numpy()[np.argsort(-feats[:, j])[:5]]
+                    rows.append(
+                        {
+                            "layer": sae.layer,
+                            "position": pos,
+                            "kind": kind,
+                            "rank": rank,
+                            "latent": int(j),
+                            "separation": float(score[j]),
+                            **{
+                                f"sep_{t}": float(sign * per_type[i, j])
+                                for i, t in enumerate(types)
+                            },
+                            "density": float(dense[j]),
+                            "freq_known": float(
+                                active[(frame["label"] == "known").to_numpy(), j].mean()
+                            ),
+                            "freq_unknown_real": float(
+                                active[
+                                    (
+                                        (frame["label"] == "unknown") & (frame["origin"] == "real")
+                                    ).to_numpy(),
+                                    j,
+                                ].mean()
+                            ),
+                            "freq_invented": float(
+                                active[(frame["origin"] == "invented").to_numpy(), j].mean()
+                            )
+                            if (frame["origin"] == "invented").any()
+                            else float("nan"),
+                            "top_entities": " | ".join(map(str, top_names)),
+                            **held,
+                        }
+                    )
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table["beats_tokens"] = table["auroc_low"] > tokens_auroc
+    return table

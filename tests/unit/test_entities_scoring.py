@@ -1,0 +1,185 @@
+"""Entity scoring on the tiny model, against computations written here: the entity's tokens,
+the captured residual at the name's last token and the next one (plain HF forward), the
+separation score, the within-strata AUROC and the held-out baselines."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from interp.entities.data import load_entities
+from interp.entities.scoring import (
+    capture_entities,
+    diff_means_by_layer,
+    separation,
+    stratified_auroc,
+    tokenization_baseline,
+)
+from interp.entities.tokens import locate_all
+
+NAMES = ["Paris", "Snowflakes drifted", "Velmora", "Road", "Ocean mountains", "Tell", "Why"]
+
+
+def entity_file(tmp_path: Path) -> Path:
+    types = {
+        "city": {
+            "noun": "city",
+            "attributes": {
+                "country": {"kind": "text", "question": "Where is {entity}?", "prefix": "{entity}"}
+            },
+        },
+        "person": {
+            "noun": "person",
+            "attributes": {
+                "country": {"kind": "text", "question": "Where is {entity}?", "prefix": "{entity}"}
+            },
+        },
+    }
+    entities = [
+        {
+            "type": "city" if i % 2 else "person",
+            "name": name,
+            "origin": "invented" if name == "Velmora" else "real",
+            "attributes": {} if name == "Velmora" else {"country": ["x"]},
+        }
+        for i, name in enumerate(NAMES)
+    ]
+    path = tmp_path / "entities.json"
+    path.write_text(json.dumps({"types": types, "entities": entities}))
+    return path
+
+
+def labels_for(data, known: set[str]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "type": [e.type for e in data.entities],
+            "name": [e.name for e in data.entities],
+            "label": ["known" if e.name in known else "unknown" for e in data.entities],
+        }
+    )
+
+
+def test_entity_tokens_match_the_tokenizer(tiny, tmp_path):
+    data = load_entities(entity_file(tmp_path))
+    prompts, found = locate_all(tiny, list(data.entities), data.types)
+    for entity, prompt, where in zip(data.entities, prompts, found, strict=True):
+        assert prompt == f"The {data.types[entity.type].noun} {entity.name} is"
+        enc = tiny.tokenizer(prompt, return_offsets_mapping=True)
+        ids, spans = enc["input_ids"], enc["offset_mapping"]
+        start = prompt.index(entity.name)
+        end = start + len(entity.name)
+        inside = [i for i, (a, b) in enumerate(spans) if b > start and a < end]
+        assert where.last == inside[-1] and where.n_tokens == len(inside)
+        assert where.after == where.last + 1 < len(ids)
+        assert tiny.tokenizer.decode(ids[where.after :]).strip() == "is"
+        text = tiny.tokenizer.decode([ids[where.last]])
+        assert where.word_start == (where.n_tokens == 1 or text.startswith(" "))
+
+
+def test_capture_reads_the_last_entity_token_and_the_next_one(tiny, tiny_dir, tmp_path):
+    data = load_entities(entity_file(tmp_path))
+    labels = labels_for(data, {"Paris", "Road", "Tell"})
+    acts = capture_entities(tiny, data, labels, batch_size=3)
+    hf = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32).eval()
+    _, found = locate_all(tiny, list(data.entities), data.types)
+    for i, (row, where) in enumerate(zip(acts.frame.itertuples(), found, strict=True)):
+        ids = tiny.tokenizer(row.prompt, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            hs = hf(ids, output_hidden_states=True).hidden_states
+        for layer in range(tiny.n_layers - 1):  # the last entry carries the final norm
+            torch.testing.assert_close(
+                acts.acts["last"][i, layer], hs[layer + 1][0, where.last], atol=1e-4, rtol=1e-4
+            )
+            torch.testing.assert_close(
+                acts.acts["after"][i, layer], hs[layer + 1][0, where.after], atol=1e-4, rtol=1e-4
+            )
+    assert set(acts.frame["split"]) <= {"train", "test"}
+    # the split is a function of the entity alone: another selection keeps each one's split
+    again = capture_entities(tiny, data.select(["city"]), labels)
+    merged = again.frame.merge(acts.frame, on="name", suffixes=("", "_all"))
+    assert (merged["split"] == merged["split_all"]).all()
+
+
+def test_ambiguous_entities_are_left_out_and_none_labelled_is_an_error(tiny, tmp_path):
+    data = load_entities(entity_file(tmp_path))
+    labels = labels_for(data, {"Paris"})
+    labels.loc[labels["name"] == "Road", "label"] = "ambiguous"
+    acts = capture_entities(tiny, data, labels)
+    assert "Road" not in set(acts.frame["name"]) and len(acts.frame) == len(NAMES) - 1
+    labels["label"] = "ambiguous"
+    with pytest.raises(ValueError, match="no entity is labelled known or unknown"):
+        capture_entities(tiny, data, labels)
+
+
+def test_stratified_auroc_counts_only_pairs_within_a_stratum():
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=40)
+    known = rng.random(40) < 0.5
+    n_tokens = rng.integers(1, 7, size=40)
+    word_start = rng.random(40) < 0.5
+    value, pairs = stratified_auroc(scores, known, n_tokens, word_start)
+    wins = total = 0.0
+    for i, j in itertools.product(range(40), range(40)):
+        same = min(n_tokens[i], 4) == min(n_tokens[j], 4) and word_start[i] == word_start[j]
+        if known[i] and not known[j] and same:
+            total += 1
+            wins += 1.0 if scores[i] > scores[j] else 0.5 if scores[i] == scores[j] else 0.0
+    assert pairs == total and value == pytest.approx(wins / total)
+    # a score that is only the token count wins nothing inside a stratum of one token count
+    bucket = np.minimum(n_tokens, 4)
+    flat, _ = stratified_auroc(bucket.astype(float), known, n_tokens, word_start)
+    assert flat == pytest.approx(0.5)
+
+
+def test_separation_is_frequency_known_minus_unknown_per_type():
+    frame = pd.DataFrame(
+        {
+            "type": ["a", "a", "a", "b", "b", "b", "a"],
+            "label": ["known", "unknown", "unknown", "known", "known", "unknown", "known"],
+            "origin": ["real"] * 6 + ["invented"],
+        }
+    )
+    active = np.array([[1, 0], [0, 0], [1, 1], [1, 1], [0, 1], [0, 0], [0, 0]], dtype=float)
+    rows = np.array([True] * 7)
+    per_type, types = separation(active, frame, rows)
+    assert types == ["a", "b"]
+    # type a: known {0} (invented row 6 excluded), unknown {1, 2}
+    np.testing.assert_allclose(per_type[0], [1 - 0.5, 0 - 0.5])
+    np.testing.assert_allclose(per_type[1], [0.5 - 0, 1 - 0])
+
+
+def test_baselines_see_what_tokenization_and_the_residual_give(tiny, tmp_path):
+    data = load_entities(entity_file(tmp_path))
+    known = {"Paris", "Road", "Tell", "Why"}
+    acts = capture_entities(tiny, data, labels_for(data, known))
+    frame = acts.frame.copy()
+    # hand-made split and features: token count decides the label exactly
+    train_names = {"Paris", "Road", "Velmora"}
+    frame["split"] = ["train" if n in train_names else "test" for n in frame["name"]]
+    frame["n_tokens"] = [1 if n in known else 3 for n in frame["name"]]
+    frame["word_start"] = True
+    frame["origin"] = "real"
+    perfect = tokenization_baseline(pd.concat([frame] * 3, ignore_index=True))
+    assert perfect["auroc"] == pytest.approx(1.0)
+    acts.frame = frame
+    table = diff_means_by_layer(acts, tokens_auroc=0.5)
+    assert set(table["position"]) == {"last", "after"}
+    assert sorted(set(table["layer"])) == list(range(tiny.n_layers))
+    # the direction is the train means' difference; its projection is recomputed here
+    x = acts.acts["last"][:, 1]
+    train = (frame["split"] == "train").to_numpy()
+    is_known = (frame["label"] == "known").to_numpy()
+    d = x[train & is_known].mean(0) - x[train & ~is_known].mean(0)
+    scores = (x @ d).numpy()[~train]
+    y = is_known[~train]
+    pos, neg = scores[y], scores[~y]
+    expected = np.mean([(p > q) + 0.5 * (p == q) for p in pos for q in neg])
+    got = table[(table["position"] == "last") & (table["layer"] == 1)]["auroc"].item()
+    assert got == pytest.approx(expected)
