@@ -116,6 +116,8 @@ def attention_changes(
     """
     rows = []
     for group, entities in groups.items():
+        if not entities:
+            continue
         prompts = [question(e, data, i)[0] for i, e in enumerate(entities)]
         names = [e.name for e in entities]
         base = entity_attention(model, prompts, names, batch_size=batch_size)

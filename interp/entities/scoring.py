@@ -198,10 +198,14 @@ def tokenization_baseline(frame: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
     y = (frame["label"] == "known").to_numpy()
     train = real & (frame["split"] == "train").to_numpy()
     test = real & (frame["split"] == "test").to_numpy()
+    nan = float("nan")
     if len(set(y[train].tolist())) < 2:
-        return {"auroc": float("nan"), "auroc_low": float("nan"), "auroc_high": float("nan")}
+        return {"auroc": nan, "auroc_low": nan, "auroc_high": nan, "n_test": int(test.sum())}
     clf = LogisticRegression(random_state=seed).fit(x[train], y[train])
-    est = auroc(y[test].astype(float), clf.predict_proba(x[test])[:, 1], n_resamples=1000)
+    try:
+        est = auroc(y[test].astype(float), clf.predict_proba(x[test])[:, 1], n_resamples=1000)
+    except ValueError:  # too few held-out entities of one label
+        return {"auroc": nan, "auroc_low": nan, "auroc_high": nan, "n_test": int(test.sum())}
     return {"auroc": est.value, "auroc_low": est.low, "auroc_high": est.high, "n_test": est.n}
 
 

@@ -1,0 +1,140 @@
+"""The entity study's stages end to end on the tiny model and a tiny SAE: label → score → steer →
+figures, with the scores recomputed here from the saved activations' definition (frequency of
+activation among known minus unknown training entities, minimum over types)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from interp.entities import run
+from interp.entities.data import load_entities
+from interp.entities.figures import draw_all
+from interp.entities.labels import load_labels, save_labels_table
+from interp.entities.scoring import capture_entities
+from interp.saes.load import load_sae
+from tests.tiny_sae import write_sae
+
+CITIES = ["Paris", "Tokyo", "Road", "Ocean", "Velmora", "Snowfield", "Trialton", "Why"]
+PEOPLE = ["Marie", "Albert", "Tell", "Wait", "Chicken", "Sky", "Honest", "Answer"]
+
+
+@pytest.fixture(scope="module")
+def setup(tiny, tmp_path_factory):
+    root = tmp_path_factory.mktemp("entities")
+    attrs = {
+        "a": {"kind": "text", "question": "Where is {entity}?", "prefix": "{entity} is in"},
+        "b": {"kind": "text", "question": "What is {entity}?", "prefix": "{entity} is a"},
+    }
+    types = {
+        "city": {"noun": "city", "attributes": attrs},
+        "person": {"noun": "person", "attributes": attrs},
+    }
+    entities = [
+        {
+            "type": t,
+            "name": n,
+            "origin": "invented" if i >= 6 else "real",
+            "attributes": {} if i >= 6 else {"a": ["x"], "b": ["y"]},
+        }
+        for t, names in (("city", CITIES), ("person", PEOPLE))
+        for i, n in enumerate(names)
+    ]
+    path = root / "entities.json"
+    path.write_text(json.dumps({"types": types, "entities": entities}))
+    data = load_entities(path)
+    out = root / "results"
+    labels = run.label(tiny, data, out, samples=1, batch_size=8)
+    assert (labels["origin"] == "invented").sum() == 4
+    # the tiny random model knows nothing: mark half the real entities known by hand
+    known = {"Paris", "Tokyo", "Road", "Marie", "Albert", "Tell"}
+    labels["label"] = ["known" if n in known else "unknown" for n in labels["name"]]
+    save_labels_table(labels, out / "labels.csv")
+    sae = load_sae(write_sae(root / "sae", fingerprint=tiny.fingerprint())).check(tiny)
+    return data, out, sae
+
+
+def test_score_finds_the_latents_by_their_definition(tiny, setup):
+    data, out, sae = setup
+    chosen = run.score(tiny, data, [sae], out, top=3)
+    latents = pd.read_csv(out / "latents.csv")
+    frame = run.read_entities(out / "entities.csv")
+    acts = capture_entities(tiny, data, load_labels(out / "labels.csv"), layers=[sae.layer])
+    active = (sae.encode(acts.acts["last"][:, 0]) > 0).numpy()
+    train = (frame["split"] == "train").to_numpy() & (frame["origin"] == "real").to_numpy()
+    known = (frame["label"] == "known").to_numpy()
+    per_type = []
+    for t in ("city", "person"):
+        of_t = train & (frame["type"] == t).to_numpy()
+        per_type.append(active[of_t & known].mean(0) - active[of_t & ~known].mean(0))
+    expected = np.min(per_type, axis=0)
+    top = latents[(latents["position"] == "last") & (latents["kind"] == "known")]
+    assert top["separation"].iloc[0] == pytest.approx(expected.max())
+    assert top["separation"].is_monotonic_decreasing
+    unknown = latents[(latents["position"] == "last") & (latents["kind"] == "unknown")]
+    assert unknown["separation"].iloc[0] == pytest.approx(np.min(-np.array(per_type), 0).max())
+    assert chosen["layer"] == sae.layer
+    assert chosen["known_latent"] == int(top["latent"].iloc[0])
+    layers = pd.read_csv(out / "layers.csv")
+    assert sorted(set(layers["layer"])) == list(range(tiny.n_layers))
+    tokens = json.loads((out / "tokenization.json").read_text())
+    assert set(tokens) >= {"auroc", "auroc_low", "auroc_high"}
+    timings = json.loads((out / "timings.json").read_text())
+    assert {"label_seconds", "capture_seconds", "scoring_seconds"} <= set(timings)
+
+
+def test_steer_runs_every_condition_and_resumes(tiny, setup, monkeypatch):
+    data, out, sae = setup
+    if not (out / "chosen.json").exists():
+        run.score(tiny, data, [sae], out, top=3)
+    results = run.steer(
+        tiny, data, sae, out, alphas=(1.0, 2.0), per_group=2, n_random=2, batch_size=8
+    )
+    meta = json.loads((out / "steering_meta.json").read_text())
+    groups = sum(meta["per_group"].values())
+    # per entity: unsteered + orthogonalised + (known, unknown, 2 random) × 2 alphas
+    assert len(results) == groups * (2 + 4 * 2)
+    assert set(results["condition"]) == {
+        "none",
+        "orthogonalized",
+        "known_latent",
+        "unknown_latent",
+        "random_0",
+        "random_1",
+    }
+    summary = pd.read_csv(out / "steering_summary.csv")
+    assert set(summary["condition"]) == {
+        "none",
+        "orthogonalized",
+        "known_latent",
+        "unknown_latent",
+        "random",
+    }
+    sure = pd.read_csv(out / "sure.csv")
+    assert len(sure) == groups * (1 + 4 * 2)
+    attention = pd.read_csv(out / "attention.csv")
+    non_empty = sum(1 for n in meta["per_group"].values() if n)
+    heads = tiny.hf.config.num_attention_heads
+    assert len(attention) == non_empty * 4 * tiny.n_layers * heads
+    # resuming generates nothing new
+    import interp.steering.generation as generation
+
+    monkeypatch.setattr(generation, "_generate_batch", lambda *a, **k: pytest.fail("regenerated"))
+    again = run.steer(
+        tiny, data, sae, out, alphas=(1.0, 2.0), per_group=2, n_random=2, batch_size=8
+    )
+    pd.testing.assert_frame_equal(again, results)
+    written = draw_all(out, out / "figures", "tiny", formats=("html",))
+    assert len(written) == 5
+
+
+def test_steer_refuses_an_sae_at_another_block(tiny, setup, tmp_path):
+    data, out, _ = setup
+    other = load_sae(write_sae(tmp_path / "b1", hook="blocks.1.hook_resid_post"))
+    if not (out / "chosen.json").exists():
+        pytest.skip("score did not run")
+    with pytest.raises(ValueError, match=r"chosen latents are at block 2.*block 1"):
+        run.steer(tiny, data, other, out)
