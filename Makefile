@@ -70,6 +70,8 @@ bench: setup
 	$(BIN)/python -m benchmarks.judge_throughput local local-0-9 api
 	$(BIN)/python -m benchmarks.persona_pipeline
 	$(BIN)/python -m benchmarks.injection_sweep
+	$(BIN)/python -m benchmarks.sae_collection
+	$(BIN)/python -m benchmarks.entity_scoring
 
 figures: setup
 	$(BIN)/python experiments/persona.py --redraw --traits evil,sycophantic,hallucinating
@@ -79,6 +81,7 @@ figures: setup
 	$(BIN)/python experiments/caa.py --redraw
 	$(BIN)/python experiments/introspection.py --redraw
 	$(BIN)/python experiments/introspection.py --redraw --model gemma-3-270m
+	$(BIN)/python experiments/entities.py --redraw
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
