@@ -69,7 +69,7 @@ def label(
     progress: bool | None = None,
 ) -> pd.DataFrame:
     root = output_dir(out)
-    start = time.perf_counter()
+    start, before = time.perf_counter(), _units(root / "labels.jsonl")
     table = label_entities(
         model,
         data,
@@ -79,14 +79,26 @@ def label(
         progress=progress,
     )
     save_labels_table(table, root / LABELS)
-    _timing(root, "label_seconds", time.perf_counter() - start)
+    _timing(
+        root, "label_seconds", time.perf_counter() - start, _units(root / "labels.jsonl") - before
+    )
     return table
 
 
-def _timing(root: Path, name: str, seconds: float) -> None:
+def _units(store: Path) -> int:
+    """Lines in a run store (0 when absent): how many units it holds."""
+    return sum(1 for _ in store.open("rb")) if store.exists() else 0
+
+
+def _timing(root: Path, name: str, seconds: float, new_units: int | None = None) -> None:
+    """Record a stage's time; a rerun that computed nothing new keeps the earlier record."""
+    if new_units == 0:
+        return
     path = root / "timings.json"
     timings = json.loads(path.read_text()) if path.exists() else {}
     timings[name] = round(seconds, 2)
+    if new_units is not None:
+        timings[f"{name.removesuffix('_seconds')}_units"] = new_units
     path.write_text(json.dumps(timings, indent=1) + "\n")
 
 
@@ -123,17 +135,26 @@ def score(
 def choose_latents(latents: pd.DataFrame, saes: Sequence[LoadedSAE]) -> dict[str, Any]:
     """The known and the unknown latent: argmax over SAE layers of the minimum-over-types score.
 
-    Chosen at the last entity token, as the paper does; both from the same layer (the better of
-    the two layers' best scores) so that one SAE and one residual norm serve the steering.
+    Chosen at the last entity token, as the paper does; both from the same block (the block
+    whose weaker best score is highest) so that one SAE and one residual norm serve the
+    steering. The paper picks each from its own best block: where they differ, the stronger
+    latent of one kind may be left out (latents.csv lists every block's best).
     """
     last = latents[(latents["position"] == "last") & (latents["rank"] == 0)]
     if last.empty:
         raise ValueError("no latents were scored; check the SAEs and labels")
     best = {}
     for layer, part in last.groupby("layer"):
-        known = part[part["kind"] == "known"].iloc[0]
-        unknown = part[part["kind"] == "unknown"].iloc[0]
-        best[int(layer)] = (min(known["separation"], unknown["separation"]), known, unknown)
+        known, unknown = part[part["kind"] == "known"], part[part["kind"] == "unknown"]
+        if known.empty or unknown.empty:
+            continue  # no latent of one kind separates at this block
+        score = min(known["separation"].iloc[0], unknown["separation"].iloc[0])
+        best[int(layer)] = (score, known.iloc[0], unknown.iloc[0])
+    if not best:
+        raise ValueError(
+            "no SAE block has both a known and an unknown latent with positive separation in "
+            "every type; there is nothing to steer (see latents.csv)"
+        )
     layer = max(best, key=lambda k: best[k][0])
     _, known, unknown = best[layer]
     sae = next(s for s in saes if s.layer == layer)
@@ -216,7 +237,7 @@ def steer(
     # α is in units of the mean residual norm at the SAE's block, over the question prompts
     questions = [question(e, data, i)[0] for g in groups.values() for i, e in enumerate(g)]
     norm = residual_norm(model, questions, sae.layer)
-    start = time.perf_counter()
+    start, before = time.perf_counter(), _units(root / "steering.jsonl")
     cells = steering_cells(
         model,
         data,
@@ -232,7 +253,12 @@ def steer(
     )
     results.to_csv(root / "steering.csv", index=False)
     summarize(results).to_csv(root / "steering_summary.csv", index=False)
-    _timing(root, "steering_seconds", time.perf_counter() - start)
+    _timing(
+        root,
+        "steering_seconds",
+        time.perf_counter() - start,
+        _units(root / "steering.jsonl") - before,
+    )
     sure = sure_logit_diffs(model, data, groups, sae, conditions, alphas, norm)
     sure.to_csv(root / "sure.csv", index=False)
     directions = {

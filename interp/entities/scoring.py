@@ -190,7 +190,8 @@ def _held_out(
 
 
 def tokenization_baseline(frame: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
-    """Logistic regression on (token count, word-start flag): train split → held-out AUROC."""
+    """Logistic regression on (token count, word-start flag): train split → held-out AUROC,
+    plus its 5-fold cross-validated AUROC over all real entities (`auroc_cv5`)."""
     from sklearn.linear_model import LogisticRegression
 
     real = (frame["origin"] == "real").to_numpy()
@@ -206,7 +207,17 @@ def tokenization_baseline(frame: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
         est = auroc(y[test].astype(float), clf.predict_proba(x[test])[:, 1], n_resamples=1000)
     except ValueError:  # too few held-out entities of one label
         return {"auroc": nan, "auroc_low": nan, "auroc_high": nan, "n_test": int(test.sum())}
-    return {"auroc": est.value, "auroc_low": est.low, "auroc_high": est.high, "n_test": est.n}
+    out = {"auroc": est.value, "auroc_low": est.low, "auroc_high": est.high, "n_test": est.n}
+    # and 5-fold cross-validated over every real entity (a check on the one held-out split)
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
+    if min(int(y[real].sum()), int((~y[real]).sum())) >= 5:
+        cv = cross_val_predict(
+            LogisticRegression(), x[real], y[real], cv=folds, method="predict_proba"
+        )[:, 1]
+        out["auroc_cv5"] = auroc(y[real].astype(float), cv, n_resamples=200).value
+    return out
 
 
 def diff_means_by_layer(data: EntityActivations, tokens_auroc: float) -> pd.DataFrame:
@@ -258,7 +269,7 @@ def score_latents(
     saes: Sequence[LoadedSAE],
     *,
     top: int = 10,
-    density_limit: float = DENSITY_LIMIT,
+    density_limit: float | None = DENSITY_LIMIT,
     tokens_auroc: float = float("nan"),
 ) -> pd.DataFrame:
     """The top known and unknown latents of every SAE, at both positions, with held-out scores."""
@@ -270,19 +281,30 @@ def score_latents(
         if sae.layer not in data.layers:
             raise ValueError(f"block {sae.layer} was not captured; captured: {data.layers}")
         li = data.layers.index(sae.layer)
+        if sae.density is None and density_limit is not None:
+            raise ValueError(
+                f"SAE {sae.source} has no per-latent density on generic text, which the "
+                f"{density_limit:.0%} filter needs; measure it (interp.saes.evaluate."
+                "reconstruction_stats on corpus activations) or pass density_limit=None"
+            )
         dense = sae.density.numpy() if sae.density is not None else np.zeros(sae.d_sae)
-        allowed = dense <= density_limit
+        allowed = dense <= density_limit if density_limit is not None else dense == dense
         for pos in POSITIONS:
             feats = sae.encode(data.acts[pos][:, li]).numpy()
             active = feats > 0
             per_type, types = separation(active.astype(float), frame, train)
+            # the same score with the types pooled (what the minimum over types hides)
+            pooled, _ = separation(active.astype(float), frame.assign(type="all"), train)
             for kind, sign in (("known", 1.0), ("unknown", -1.0)):
                 score = np.where(allowed, np.nanmin(sign * per_type, axis=0), -np.inf)
-                order = np.argsort(-score)[:top]
+                # only latents that separate at all: ranking silent latents would be a tie-break
+                order = [j for j in np.argsort(-score)[:top] if score[j] > 0]
                 for rank, j in enumerate(order):
                     # an unknown latent classifies "unknown": its activation, negated, ranks known
                     held = _held_out(feats[:, j] * sign, frame, test, "known")
-                    top_names = frame["name"].to_numpy()[np.argsort(-feats[:, j])[:5]]
+                    # example contexts: the entities it fires on most (none if it never fires)
+                    firing = np.argsort(-feats[:, j])[:5]
+                    top_names = frame["name"].to_numpy()[firing[feats[firing, j] > 0]]
                     rows.append(
                         {
                             "layer": sae.layer,
@@ -290,11 +312,12 @@ def score_latents(
                             "kind": kind,
                             "rank": rank,
                             "latent": int(j),
-                            "separation": float(score[j]),
+                            "separation": float(score[j]) + 0.0,  # + 0.0: no "-0.0"
                             **{
-                                f"sep_{t}": float(sign * per_type[i, j])
+                                f"sep_{t}": float(sign * per_type[i, j]) + 0.0
                                 for i, t in enumerate(types)
                             },
+                            "sep_pooled": float(sign * pooled[0, j]) + 0.0,
                             "density": float(dense[j]),
                             "freq_known": float(
                                 active[(frame["label"] == "known").to_numpy(), j].mean()

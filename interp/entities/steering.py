@@ -71,7 +71,6 @@ REFUSAL_PHRASES = (
     "doesn't exist",
     "does not exist",
     "not a real",
-    "fictional",
 )
 SURE_QUESTION = "Are you sure you know the {noun} {name}? Answer yes or no."
 SURE_PREFIX = "Answer:"

@@ -9,17 +9,33 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from interp.entities import run
 from interp.entities.data import load_entities
 from interp.entities.figures import draw_all
 from interp.entities.labels import load_labels, save_labels_table
 from interp.entities.scoring import capture_entities
+from interp.io import save_tensors
 from interp.saes.load import load_sae
 from tests.tiny_sae import write_sae
 
 CITIES = ["Paris", "Tokyo", "Road", "Ocean", "Velmora", "Snowfield", "Trialton", "Why"]
 PEOPLE = ["Marie", "Albert", "Tell", "Wait", "Chicken", "Sky", "Honest", "Answer"]
+
+
+def per_type_separation(tiny, data, sae, out) -> tuple[np.ndarray, pd.DataFrame]:
+    """[type, latent] frequency known − unknown on the training entities, written here."""
+    acts = capture_entities(tiny, data, load_labels(out / "labels.csv"), layers=[sae.layer])
+    frame = acts.frame
+    active = (sae.encode(acts.acts["last"][:, 0]) > 0).numpy()
+    train = (frame["split"] == "train").to_numpy() & (frame["origin"] == "real").to_numpy()
+    known = (frame["label"] == "known").to_numpy()
+    rows = []
+    for t in ("city", "person"):
+        of_t = train & (frame["type"] == t).to_numpy()
+        rows.append(active[of_t & known].mean(0) - active[of_t & ~known].mean(0))
+    return np.array(rows), frame
 
 
 @pytest.fixture(scope="module")
@@ -53,29 +69,33 @@ def setup(tiny, tmp_path_factory):
     known = {"Paris", "Tokyo", "Road", "Marie", "Albert", "Tell"}
     labels["label"] = ["known" if n in known else "unknown" for n in labels["name"]]
     save_labels_table(labels, out / "labels.csv")
-    sae = load_sae(write_sae(root / "sae", fingerprint=tiny.fingerprint())).check(tiny)
-    return data, out, sae
+    sae_dir = write_sae(root / "sae", fingerprint=tiny.fingerprint())
+    per_type, _ = per_type_separation(tiny, data, load_sae(sae_dir), out)
+    dense = int(np.argmax(per_type.min(0)))  # the best known latent, made too dense below
+    density = torch.full((32,), 0.01)
+    density[dense] = 0.5  # dense on generic text: the 2% filter must drop it
+    save_tensors(sae_dir / "density.safetensors", {"density": density}, {"tokens": 1000})
+    sae = load_sae(sae_dir).check(tiny)
+    return data, out, sae, dense
 
 
 def test_score_finds_the_latents_by_their_definition(tiny, setup):
-    data, out, sae = setup
+    data, out, sae, dense = setup
     chosen = run.score(tiny, data, [sae], out, top=3)
     latents = pd.read_csv(out / "latents.csv")
-    frame = run.read_entities(out / "entities.csv")
-    acts = capture_entities(tiny, data, load_labels(out / "labels.csv"), layers=[sae.layer])
-    active = (sae.encode(acts.acts["last"][:, 0]) > 0).numpy()
-    train = (frame["split"] == "train").to_numpy() & (frame["origin"] == "real").to_numpy()
-    known = (frame["label"] == "known").to_numpy()
-    per_type = []
-    for t in ("city", "person"):
-        of_t = train & (frame["type"] == t).to_numpy()
-        per_type.append(active[of_t & known].mean(0) - active[of_t & ~known].mean(0))
+    per_type, _ = per_type_separation(tiny, data, sae, out)
     expected = np.min(per_type, axis=0)
+    expected[dense] = -np.inf
+    assert dense not in set(latents["latent"])
+    assert (latents["separation"] > 0).all()  # silent or anti-separating latents are not listed
     top = latents[(latents["position"] == "last") & (latents["kind"] == "known")]
     assert top["separation"].iloc[0] == pytest.approx(expected.max())
     assert top["separation"].is_monotonic_decreasing
     unknown = latents[(latents["position"] == "last") & (latents["kind"] == "unknown")]
-    assert unknown["separation"].iloc[0] == pytest.approx(np.min(-np.array(per_type), 0).max())
+    worst_unknown = np.min(-np.array(per_type), 0)
+    worst_unknown[dense] = -np.inf
+    if worst_unknown.max() > 0:
+        assert unknown["separation"].iloc[0] == pytest.approx(worst_unknown.max())
     assert chosen["layer"] == sae.layer
     assert chosen["known_latent"] == int(top["latent"].iloc[0])
     layers = pd.read_csv(out / "layers.csv")
@@ -87,7 +107,7 @@ def test_score_finds_the_latents_by_their_definition(tiny, setup):
 
 
 def test_steer_runs_every_condition_and_resumes(tiny, setup, monkeypatch):
-    data, out, sae = setup
+    data, out, sae, _ = setup
     if not (out / "chosen.json").exists():
         run.score(tiny, data, [sae], out, top=3)
     results = run.steer(
@@ -132,7 +152,7 @@ def test_steer_runs_every_condition_and_resumes(tiny, setup, monkeypatch):
 
 
 def test_steer_refuses_an_sae_at_another_block(tiny, setup, tmp_path):
-    data, out, _ = setup
+    data, out, _, _ = setup
     other = load_sae(write_sae(tmp_path / "b1", hook="blocks.1.hook_resid_post"))
     if not (out / "chosen.json").exists():
         pytest.skip("score did not run")

@@ -76,6 +76,7 @@ def hf_model(tiny_dir: Path, eager: bool = False):
         ("There is no record of such a film.", True),
         ("The city of Porto is in Portugal.", False),
         ("It was directed by Steven Spielberg in 1993.", False),
+        ("Ruslan Teveryakov is a fictional character from a TV series.", False),  # an answer
     ],
 )
 def test_refusal_classifier(text, refused):
