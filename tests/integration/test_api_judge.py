@@ -288,6 +288,9 @@ def _kl(p_log: torch.Tensor, q_log: torch.Tensor) -> torch.Tensor:
     return (p_log.exp() * (p_log - q_log)).sum(-1)
 
 
+NEAR_TIE = 0.25  # nats between the two top-1 candidates that a float reorder may flip
+
+
 def test_control_vector_export_steers_llama_cpp_like_interp(
     gguf: Path, smollm: interp.Model, tmp_path: Path
 ) -> None:
@@ -322,9 +325,15 @@ def test_control_vector_export_steers_llama_cpp_like_interp(
         f"mean {floor.mean():.4f}; steering effect KL(steered ‖ plain) mean {effect.mean():.3f}, "
         f"top-1 changed on {changed}/10"
     )
-    # measured 9/10: the one miss is a near tie ("small" vs "place" after "Once upon a time,
-    # there was a", 0.01 nats apart in llama.cpp, 0.04 in torch)
-    assert top_match >= 9
+    # measured 8-9/10 across runs: every miss is a near tie (e.g. "small" vs "place" after
+    # "Once upon a time, there was a", 0.01 nats apart in llama.cpp, 0.04 in torch), which the
+    # two runtimes' float order decides; a miss that is not a near tie is a real disagreement
+    ours_top, theirs_top = interp_steered.argmax(-1), llama_steered.argmax(-1)
+    rows_ = torch.arange(len(PROMPTS))
+    for runtime in (interp_steered, llama_steered):
+        gap = runtime[rows_, ours_top] - runtime[rows_, theirs_top]
+        assert float(gap.abs().max()) < NEAR_TIE, f"top-1 differs by {gap.abs().max():.3f} nats"
+    assert top_match >= 7
     assert float(kl.max()) < KL_BOUND and float(floor.max()) < KL_BOUND
     # the vector really steers: its effect dwarfs the runtimes' disagreement
     assert float(effect.mean()) > 20 * float(kl.mean())
