@@ -37,7 +37,7 @@ from interp.entities.scoring import (
 )
 from interp.entities.steering import (
     Condition,
-    latent_direction,
+    latent_directions,
     question,
     random_latents,
     run_steering,
@@ -261,11 +261,7 @@ def steer(
     )
     sure = sure_logit_diffs(model, data, groups, sae, conditions, alphas, norm)
     sure.to_csv(root / "sure.csv", index=False)
-    directions = {
-        c.name: latent_direction(model, sae, c.latent, norm)
-        for c in conditions
-        if c.latent is not None
-    }
+    directions = latent_directions(model, sae, conditions, norm)
     attn = attention_changes(model, data, groups, directions, sae.layer, attention_alpha)
     attn.to_csv(root / "attention.csv", index=False)
     meta = {

@@ -97,6 +97,25 @@ def latent_direction(model: Model, sae: LoadedSAE, index: int, resid_norm: float
     )
 
 
+def latent_directions(
+    model: Model, sae: LoadedSAE, conditions: Sequence[Condition], resid_norm: float
+) -> dict[str, DirectionSet]:
+    """Each latent condition's decoder row as a direction set, by condition name."""
+    return {
+        c.name: latent_direction(model, sae, c.latent, resid_norm)
+        for c in conditions
+        if c.latent is not None
+    }
+
+
+def latent_edit(
+    direction: DirectionSet, alpha: float, positions: Positions, label: str = ""
+) -> iv.Intervention:
+    """α × ‖resid‖ × the unit decoder row at the direction's block, on `positions`."""
+    (layer,) = direction.layers
+    return iv.add(direction, layer, alpha, positions=positions, scale="resid_norm", label=label)
+
+
 def orthogonalizers(model: Model, direction: Float[Tensor, " d_model"]) -> list[iv.Intervention]:
     """Remove `direction` from everything written to the residual stream, at every position."""
     unit = direction.float() / direction.float().norm()
@@ -155,11 +174,7 @@ def steering_cells(
     orthogonal: Float[Tensor, " d_model"] | None = None,
 ) -> list[Cell]:
     """Cells: every entity of every group × (unsteered, each condition × α, orthogonalised)."""
-    directions = {
-        c.latent: latent_direction(model, sae, c.latent, resid_norm)
-        for c in conditions
-        if c.latent is not None
-    }
+    directions = latent_directions(model, sae, conditions, resid_norm)
     ortho = orthogonalizers(model, orthogonal) if orthogonal is not None else None
     cells = []
     for group, entities in groups.items():
@@ -179,14 +194,8 @@ def steering_cells(
                 if cond.latent is None:
                     continue
                 for alpha in alphas:
-                    edit = iv.add(
-                        directions[cond.latent],
-                        sae.layer,
-                        alpha,
-                        positions=entity_positions(entity),
-                        scale="resid_norm",
-                        label=cond.name,
-                    )
+                    positions = entity_positions(entity)
+                    edit = latent_edit(directions[cond.name], alpha, positions, cond.name)
                     config = {
                         **base,
                         "condition": cond.name,
@@ -285,11 +294,7 @@ def sure_logit_diffs(
 ) -> pd.DataFrame:
     """logit(" Yes") − logit(" No") after "Are you sure you know …?", per condition and α."""
     yes, no = yes_no_token_ids(model)
-    directions = {
-        c.latent: latent_direction(model, sae, c.latent, resid_norm)
-        for c in conditions
-        if c.latent is not None
-    }
+    directions = latent_directions(model, sae, conditions, resid_norm)
     prompts: list[Example] = []
     plans: list[list[iv.Intervention]] = []
     meta: list[dict[str, Any]] = []
@@ -306,13 +311,8 @@ def sure_logit_diffs(
                 if cond.latent is None:
                     continue
                 for alpha in alphas:
-                    edit = iv.add(
-                        directions[cond.latent],
-                        sae.layer,
-                        alpha,
-                        positions=entity_positions(entity, prefill_only=False),
-                        scale="resid_norm",
-                    )
+                    positions = entity_positions(entity, prefill_only=False)
+                    edit = latent_edit(directions[cond.name], alpha, positions)
                     prompts.append(example)
                     plans.append([edit])
                     meta.append(
