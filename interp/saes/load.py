@@ -13,7 +13,8 @@
   `"gemma-scope-2-270m-pt-res:layer_12_width_16k_l0_medium"` (Gemma 3 270M, Gemma Scope 2:
   the model the embedded `gemma-3-270m` is a Q4_K_M quantization of, so there it reads slightly
   different activations). SAELens's Gemma Scope 2 loader reads tensor shapes with HTTP range
-  requests, so those releases need the network even when the hub cache holds their files.
+  requests, so those releases need the network even when the hub cache holds their files (the
+  tests serve them from a hub on 127.0.0.1 and check the SAE against the embedded Gemma 3).
 
 Why the checks sit here and not in SAELens: a damaged or foreign directory otherwise surfaces as
 a KeyError or a size mismatch deep in SAELens, and weights must never be unpickled (DESIGN.md),

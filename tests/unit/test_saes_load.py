@@ -6,8 +6,9 @@ refs/main` + `snapshots/<commit>/<path>/params.npz`) that holds what SAELens's `
 downloads, so release → repo and path (pretrained_saes.yaml), `hf_hub_download`, the npz
 conversion and the config all run for real. The Gemma Scope loader takes d_sae from the width in
 the folder name, so the arrays are full size (2304 × 16384, stored as float16 to halve the file).
-Gemma Scope 2 (Gemma 3) cannot be tested this way: its loader reads tensor shapes with HTTP range
-requests (`get_safetensors_tensor_shapes`), which no cache answers.
+Gemma Scope 2 (Gemma 3) cannot be tested that way: its loader reads tensor shapes with HTTP range
+requests (`get_safetensors_tensor_shapes`), which no cache answers. So it runs against a hub on
+127.0.0.1 (`tests/fake_hub.py`) that serves the files the test writes, over real HTTP.
 """
 
 from __future__ import annotations
@@ -438,3 +439,71 @@ def test_a_gemma_scope_release_loads_through_the_hub_cache(tmp_path, monkeypatch
     monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "empty"))
     with pytest.raises(ValueError, match=f"could not load '{spec}' from the Hugging Face hub"):
         load_sae(spec)
+
+
+# -- Gemma Scope 2, through a local hub server -----------------------------------------------
+def gemma_scope_2_files(d_in: int = 640, d_sae: int = 16384) -> dict[str, np.ndarray]:
+    """params.safetensors of a Gemma Scope 2 JumpReLU SAE (the names its repos use), random."""
+    rng = np.random.default_rng(1)
+    arrays = {
+        "w_enc": rng.standard_normal((d_in, d_sae)) / np.sqrt(d_in),
+        "w_dec": rng.standard_normal((d_sae, d_in)) / np.sqrt(d_sae),
+        "b_enc": rng.standard_normal(d_sae) * 0.1,
+        "b_dec": rng.standard_normal(d_in) * 0.1,
+        "threshold": rng.random(d_sae) * 0.5,
+    }
+    return {key: value.astype(np.float32) for key, value in arrays.items()}
+
+
+def serve_gemma_scope_2(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, bytes]]:
+    from safetensors.numpy import save
+
+    # pretrained_saes.yaml: gemma-scope-2-270m-pt-res → google/gemma-scope-2-270m-pt,
+    # layer_12_width_16k_l0_medium → resid_post/layer_12_width_16k_l0_medium (no config.json
+    # here: SAELens then infers the config from the folder name, as for repos without one)
+    path = "resid_post/layer_12_width_16k_l0_medium/params.safetensors"
+    return {"google/gemma-scope-2-270m-pt": {path: save(arrays)}}
+
+
+GEMMA_SCOPE_2 = "gemma-scope-2-270m-pt-res:layer_12_width_16k_l0_medium"
+
+
+def test_a_gemma_scope_2_release_loads_through_a_local_hub(tmp_path, monkeypatch):
+    from tests.fake_hub import fake_hub
+
+    arrays = gemma_scope_2_files()
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    import huggingface_hub.constants as hub
+
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with fake_hub(serve_gemma_scope_2(arrays)) as server:
+        server.patch(monkeypatch)
+        loaded = load_sae(GEMMA_SCOPE_2)
+        # SAELens's real path ran: config.json looked up (absent), the safetensors header read
+        # with two range requests, then the weights downloaded
+        asked = [(r["method"], r["path"].rsplit("/", 1)[-1], r["range"]) for r in server.requests]
+        assert ("HEAD", "config.json", None) in asked
+        assert ("GET", "params.safetensors", "bytes=0-7") in asked
+        assert any(a[1:] == ("params.safetensors", None) for a in asked if a[0] == "GET")
+        header = [a[2] for a in asked if a[2] and a[2] != "bytes=0-7"]
+        assert len(header) == 1 and header[0].startswith("bytes=8-")
+
+        # the one-line error when the hub has no such file
+        server.files.clear()
+        with pytest.raises(ValueError, match=r"could not load .* from the Hugging Face hub"):
+            load_sae("gemma-scope-2-270m-pt-res:layer_12_width_16k_l0_small")
+
+    assert (loaded.layer, loaded.site, loaded.hook) == (
+        12,
+        "resid_post",
+        "blocks.12.hook_resid_post",
+    )
+    assert (loaded.d_in, loaded.d_sae, loaded.architecture) == (640, 16384, "jumprelu")
+    assert loaded.model_name == "google/gemma-3-270m"
+    for ours, theirs in (("W_enc", "w_enc"), ("W_dec", "w_dec"), ("b_enc", "b_enc")):
+        assert torch.equal(getattr(loaded.sae, ours), torch.from_numpy(arrays[theirs])), ours
+    x = torch.from_numpy(np.random.default_rng(2).standard_normal((4, 640), dtype=np.float32))
+    pre = x @ torch.from_numpy(arrays["w_enc"]) + torch.from_numpy(arrays["b_enc"])
+    want = pre.relu() * (pre > torch.from_numpy(arrays["threshold"]))
+    torch.testing.assert_close(loaded.encode(x), want)
+    assert (want > 0).any() and (want == 0).any()
