@@ -51,12 +51,11 @@ def main(
         data = load_entities()
         run.label(loaded, data, out, samples=samples)
         saes = [load_sae(name) for name in shipped_saes(model)]
-        chosen = run.score(loaded, data, saes, out)
-        sae = next(s for s in saes if s.layer == chosen["layer"])
+        run.score(loaded, data, saes, out)
         run.steer(
             loaded,
             data,
-            sae,
+            saes,
             out,
             alphas=[float(a) for a in alphas.split(",")],
             per_group=per_group,

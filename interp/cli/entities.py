@@ -9,7 +9,6 @@ steering tables, and `figures` draws from those files only.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -122,20 +121,6 @@ def load_saes(specs: list[str]) -> list[LoadedSAE]:
     return saes
 
 
-def chosen_sae(out: Path) -> str:
-    """The SAE of the latents `score` chose (OUT/chosen.json)."""
-    path = out / "chosen.json"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no chosen latents at {path}: run `interp entities score --out {out}` first, "
-            "or pass --sae"
-        )
-    chosen = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(chosen, dict) or "sae" not in chosen:
-        raise ValueError(f"{path} names no SAE; re-run `interp entities score --out {out}`")
-    return str(chosen["sae"])
-
-
 @entities_app.command("label")
 def label_cmd(
     out: Out,
@@ -207,13 +192,12 @@ def score_cmd(
         saes = load_saes(list(sae) if sae else default_saes(model))  # before the model
         lm = load_model(model)
         chosen = run.score(lm, data, saes, root, top=top)
-    _echo(
-        f"chosen at block {chosen['layer']} ({chosen['sae']}): known latent "
-        f"{chosen['known_latent']} (separation {chosen['known_separation']:.2f}, held-out AUROC "
-        f"{chosen['known_auroc']:.2f}), unknown latent {chosen['unknown_latent']} (separation "
-        f"{chosen['unknown_separation']:.2f}, AUROC {chosen['unknown_auroc']:.2f})\n"
-        f"results: {root}"
-    )
+    lines = [
+        f"{kind} latent {c['latent']} at block {c['layer']} ({c['sae']}): separation "
+        f"{c['separation']:.2f}, held-out AUROC {c['auroc']:.2f}"
+        for kind, c in chosen.items()
+    ]
+    _echo("\n".join([*lines, f"results: {root}"]))
 
 
 @entities_app.command("steer")
@@ -221,8 +205,11 @@ def steer_cmd(
     out: Out,
     model: ModelOpt = DEFAULT_MODEL,
     sae: Annotated[
-        str | None,
-        typer.Option(help="SAE of the chosen latents (default: the one in OUT/chosen.json)"),
+        list[str] | None,
+        typer.Option(
+            "--sae",
+            help="SAE of a chosen latent (repeat; default: the SAEs OUT/chosen.json names)",
+        ),
     ] = None,
     entities: EntitiesOpt = None,
     alphas: Annotated[
@@ -249,9 +236,9 @@ def steer_cmd(
 
         grid = parse_alphas(alphas)
         root = _out(out)
-        spec = sae or chosen_sae(root)
+        specs = list(sae) if sae else run.chosen_saes(root)
         data = load_data(entities)
-        loaded = load_saes([spec])[0]
+        loaded = load_saes(specs)
         lm = load_model(model)
         run.steer(
             lm,

@@ -20,14 +20,13 @@ from torch import Tensor
 
 from interp.batching import encode_all, length_sorted_batches, make_batch
 from interp.entities.data import Entity, EntitySet
-from interp.entities.steering import question
+from interp.entities.steering import Condition, latent_edit, question
 from interp.hooks import hooked
 from interp.models import Model
 from interp.positions import FromMarker, Positions, Span
 from interp.steering import interventions as iv
 from interp.steering.engine import Steerer
 from interp.steering.installers import on_bridge
-from interp.vectors import DirectionSet
 
 
 def last_entity_token(entity: Entity) -> Positions:
@@ -101,18 +100,16 @@ def attention_changes(
     model: Model,
     data: EntitySet,
     groups: Mapping[str, Sequence[Entity]],
-    directions: dict[str, DirectionSet],
-    layer: int,
+    conditions: Sequence[Condition],
     alpha: float,
     *,
     batch_size: int = 16,
 ) -> pd.DataFrame:
-    """Per head: mean attention to the entity, unsteered and steered by each direction.
+    """Per head: mean attention to the entity, unsteered and steered by each condition.
 
-    `directions` maps a condition name ("known_latent", "unknown_latent", "random_0", …) to a
-    direction set at `layer` with a `resid_norm` stat; the edit adds α × ‖resid‖ × the unit
-    direction at the last entity token only. Returns one row per (group, condition, layer,
-    head) with the unsteered mean, the steered mean and the change.
+    Each condition's edit adds α × ‖resid‖ × its unit decoder row at its own block, at the last
+    entity token only. Returns one row per (group, condition, block, head) with the unsteered
+    mean, the steered mean and the change.
     """
     rows = []
     for group, entities in groups.items():
@@ -121,15 +118,8 @@ def attention_changes(
         prompts = [question(e, data, i)[0] for i, e in enumerate(entities)]
         names = [e.name for e in entities]
         base = entity_attention(model, prompts, names, batch_size=batch_size)
-        for cond, direction in directions.items():
-            plans = [
-                [
-                    iv.add(
-                        direction, layer, alpha, positions=last_entity_token(e), scale="resid_norm"
-                    )
-                ]
-                for e in entities
-            ]
+        for cond in conditions:
+            plans = [[latent_edit(cond, alpha, last_entity_token(e))] for e in entities]
             steered = entity_attention(model, prompts, names, plans, batch_size=batch_size)
             change = steered - base  # [prompt, layer, head]
             for li in range(base.shape[1]):
@@ -137,7 +127,8 @@ def attention_changes(
                     rows.append(
                         {
                             "group": group,
-                            "condition": cond,
+                            "condition": cond.name,
+                            "steered_block": cond.layer,
                             "layer": li,
                             "head": h,
                             "alpha": alpha,

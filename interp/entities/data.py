@@ -2,9 +2,11 @@
 
 The shipped file `interp/data/entities/entities.json` holds facts: four entity types (city,
 person, movie, book), each with three attributes and, per attribute, a user question and the
-start of an answer the model continues (the paper's "assistant prefix"); 60 real entities per
-type of mixed fame, with the accepted answers for every attribute, and 15 invented names per
-type as an extra control (they have no attributes: the model cannot know them).
+start of an answer the model continues (the paper's "assistant prefix"); real entities of mixed
+fame (60 per type, and 40 more low-fame cities, because SmolLM2 places even small towns on the
+right continent and language and so rarely gets all three attributes of a city wrong), with the
+accepted answers for every attribute, and 15 invented names per type as an extra control (they
+have no attributes: the model cannot know them).
 
 `load_entities(path=None)` reads and checks a file of that shape; any missing or malformed
 field is one ValueError naming the entity (or type) and the field.

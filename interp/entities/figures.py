@@ -39,6 +39,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from interp.entities.steering import pooled
 from interp.eval.stats import mean_ci
 from interp.figures.style import PALETTE, save_figure, style
 
@@ -72,13 +73,15 @@ GROUP_NAMES = {"known": "known entities", "unknown": "unknown entities", "invent
 CONDITION_NAMES = {
     "known_latent": "known latent",
     "unknown_latent": "unknown latent",
-    "random": "random latents (pooled)",
+    "random_known": "random latents (known latent's block)",
+    "random_unknown": "random latents (unknown latent's block)",
     "none": "unsteered",
     "orthogonalized": "unknown direction orthogonalized",
 }
-# the (steering condition, entity group) pairs the paper reads; each gets random latents on the
-# same group as its baseline
+# the (steering condition, entity group) pairs the paper reads; each gets random latents of its
+# own SAE block, on the same group, as its baseline
 PAIRS = (("unknown_latent", "known"), ("known_latent", "unknown"), ("known_latent", "invented"))
+BASELINE = {"known_latent": "random_known", "unknown_latent": "random_unknown"}
 DIVERGING = "RdBu"
 SAE_SHIFT = 0.12  # the known / unknown latent markers of one block, set apart on the x axis
 
@@ -516,11 +519,12 @@ def steering_curves(results: Source, *, model: str | None = None) -> go.Figure:
                 _line(
                     fig, steered, metric, _pair_name(condition, group), color, "solid", first, col
                 )
+            baseline = BASELINE[condition]
             random = frame[
-                (frame["condition"] == "random") & (frame["group"] == group) & (frame["alpha"] > 0)
+                (frame["condition"] == baseline) & (frame["group"] == group) & (frame["alpha"] > 0)
             ].sort_values("alpha")
             if not random.empty and metric in random:
-                name = _pair_name("random", group)
+                name = _pair_name(baseline, group)
                 if f"{metric}_low" in random:
                     _band(
                         fig,
@@ -570,7 +574,8 @@ def steering_curves(results: Source, *, model: str | None = None) -> go.Figure:
         subtitle=(
             f"{_lead(model)}held-out entities, up to {n} questions per point (random: pooled over "
             "latents); bars and bands: 95% bootstrap CI;<br>solid: the chosen latent, dotted: "
-            "random latents on the same group; α = 0: no steering (markers spread apart)"
+            "random latents of its SAE block on the same group; α = 0: no steering (markers "
+            "spread apart)"
         ),
     )
     _panels(fig)
@@ -624,14 +629,11 @@ def _panels(fig: go.Figure) -> None:
 # -- d. "are you sure" logit difference ----------------------------------------------------
 def sure_summary(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Mean Yes − No logit difference with a 95% bootstrap CI per group, condition and α;
-    the random latents pooled into one condition "random" (every entity × latent a value)."""
-    pooled = frame.assign(
-        condition=frame["condition"].where(
-            ~frame["condition"].astype(str).str.startswith("random"), "random"
-        )
-    )
+    the random latents pooled by block, "random_known" and "random_unknown" (every entity ×
+    latent a value)."""
+    pools = frame.assign(condition=frame["condition"].astype(str).map(pooled))
     rows = []
-    for (group, condition, alpha), part in pooled.groupby(["group", "condition", "alpha"]):
+    for (group, condition, alpha), part in pools.groupby(["group", "condition", "alpha"]):
         values = part["yes_minus_no"].astype(float).to_numpy()
         row: dict[str, Any] = {
             "group": group,
@@ -661,20 +663,20 @@ def sure_logit(results: Source, *, model: str | None = None) -> go.Figure:
         if group not in groups:
             continue
         color = GROUP_COLORS[group]
-        for cond, dash in ((condition, "solid"), ("random", "dot")):
+        for cond, dash in ((condition, "solid"), (BASELINE[condition], "dot")):
             rows = frame[
                 (frame["condition"] == cond) & (frame["group"] == group) & (frame["alpha"] > 0)
             ].sort_values("alpha")
             if rows.empty:
                 continue
             name = _pair_name(cond, group)
-            if cond == "random":
+            if cond.startswith("random"):
                 _band(fig, rows["alpha"], rows["mean_low"], rows["mean_high"], color, name)
             fig.add_trace(
                 go.Scatter(
                     x=rows["alpha"],
                     y=rows["mean"],
-                    error_y=_bars(rows, "mean") if cond != "random" else None,
+                    error_y=None if cond.startswith("random") else _bars(rows, "mean"),
                     mode="lines+markers",
                     name=name,
                     legendgroup=name,
@@ -711,7 +713,8 @@ def sure_logit(results: Source, *, model: str | None = None) -> go.Figure:
         subtitle=(
             f"{_lead(model)}held-out entities; mean over entities (random: over entities × "
             "latents), bars and bands: 95% bootstrap CI;<br>solid: the chosen latent, dotted: "
-            "random latents on the same group; α = 0: no steering (markers spread apart)"
+            "random latents of its SAE block on the same group; α = 0: no steering (markers "
+            "spread apart)"
         ),
     )
     fig.update_xaxes(**_alpha_ticks(alphas))
@@ -726,21 +729,30 @@ def sure_logit(results: Source, *, model: str | None = None) -> go.Figure:
 # -- e. attention heads --------------------------------------------------------------------
 ATTENTION_PANELS = (
     ("unknown_latent", "known"),
-    ("random", "known"),
+    ("random_unknown", "known"),
     ("known_latent", "unknown"),
-    ("random", "unknown"),
+    ("random_known", "unknown"),
 )
 
 
 def head_changes(frame: pd.DataFrame, condition: str, group: str) -> pd.DataFrame:
-    """Block × head table of the mean attention change of `condition` on `group` ("random":
-    the mean over the random latents' per-head means)."""
-    conditions = frame["condition"].astype(str)
-    picked = (
-        conditions.str.startswith("random") if condition == "random" else conditions == condition
-    )
+    """Block × head table of the mean attention change of `condition` on `group` (a random pool,
+    "random_known" or "random_unknown": the mean over its latents' per-head means)."""
+    picked = frame["condition"].astype(str).map(pooled) == condition
     rows = frame[picked & (frame["group"] == group)]
     return rows.pivot_table(index="layer", columns="head", values="change", aggfunc="mean")
+
+
+def _panel_name(frame: pd.DataFrame, condition: str) -> str:
+    """ "known latent (block 15)" or "random latents, block 15 (mean of 10)"."""
+    rows = frame[frame["condition"].astype(str).map(pooled) == condition]
+    block = ""
+    if "steered_block" in rows and rows["steered_block"].notna().any():
+        block = f"block {int(rows['steered_block'].dropna().iloc[0])}"
+    if condition.startswith("random"):
+        n = rows["condition"].nunique()
+        return f"random latents{', ' + block if block else ''} (mean of {n})"
+    return f"{CONDITION_NAMES[condition]}{f' ({block})' if block else ''}"
 
 
 def attention_heads(results: Source, *, model: str | None = None) -> go.Figure:
@@ -758,12 +770,7 @@ def attention_heads(results: Source, *, model: str | None = None) -> go.Figure:
         )
     limit = max(float(np.nanmax(np.abs(p[2].to_numpy()))) for p in panels)
     limit = limit if limit > 0 and math.isfinite(limit) else 1.0
-    n_random = frame.loc[frame["condition"].astype(str).str.startswith("random"), "condition"]
-    random_name = f"random latents (mean of {n_random.nunique()})"
-    titles = [
-        f"{random_name if c == 'random' else CONDITION_NAMES[c]} → {GROUP_NAMES[g]}"
-        for c, g, _ in panels
-    ]
+    titles = [f"{_panel_name(frame, c)} → {GROUP_NAMES[g]}" for c, g, _ in panels]
     cols = 2 if len(panels) > 1 else 1
     n_rows = math.ceil(len(panels) / cols)
     fig = make_subplots(

@@ -3,7 +3,7 @@
     label   →  labels.jsonl (the run store of every answer) and labels.csv (one row per entity)
     score   →  entities.csv, layers.csv (difference of means by block), latents.csv (top
                latents per SAE layer), tokenization.json, chosen.json (the known and unknown
-               latents used for steering), timings.json
+               latents used for steering, each from its own best block), timings.json
     steer   →  steering.jsonl (run store), steering.csv, steering_summary.csv, sure.csv,
                attention.csv
     figures →  drawn from those files only (`interp.entities.figures`)
@@ -37,7 +37,7 @@ from interp.entities.scoring import (
 )
 from interp.entities.steering import (
     Condition,
-    latent_directions,
+    latent_conditions,
     question,
     random_latents,
     run_steering,
@@ -51,11 +51,14 @@ from interp.saes.load import LoadedSAE
 
 LABELS = "labels.csv"
 CHOSEN = "chosen.json"
+KINDS = ("known", "unknown")
 
 
 def _need(path: Path, command: str) -> Path:
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist; run `interp entities {command}` first")
+        raise FileNotFoundError(
+            f"{path} does not exist; run `interp entities {command} --out {path.parent}` first"
+        )
     return path
 
 
@@ -133,41 +136,51 @@ def score(
 
 
 def choose_latents(latents: pd.DataFrame, saes: Sequence[LoadedSAE]) -> dict[str, Any]:
-    """The known and the unknown latent: argmax over SAE layers of the minimum-over-types score.
+    """The known and the unknown latent, each from the SAE block where its kind scores best.
 
-    Chosen at the last entity token, as the paper does; both from the same block (the block
-    whose weaker best score is highest) so that one SAE and one residual norm serve the
-    steering. The paper picks each from its own best block: where they differ, the stronger
-    latent of one kind may be left out (latents.csv lists every block's best).
+    As the paper does: at the last entity token, the argmax over SAE blocks of the
+    minimum-over-types separation, separately for each kind, so the two may sit in different
+    blocks (each is then steered with its own SAE and its block's residual norm).
     """
     last = latents[(latents["position"] == "last") & (latents["rank"] == 0)]
-    if last.empty:
-        raise ValueError("no latents were scored; check the SAEs and labels")
-    best = {}
-    for layer, part in last.groupby("layer"):
-        known, unknown = part[part["kind"] == "known"], part[part["kind"] == "unknown"]
-        if known.empty or unknown.empty:
-            continue  # no latent of one kind separates at this block
-        score = min(known["separation"].iloc[0], unknown["separation"].iloc[0])
-        best[int(layer)] = (score, known.iloc[0], unknown.iloc[0])
-    if not best:
+    chosen: dict[str, Any] = {}
+    for kind in KINDS:
+        rows = last[last["kind"] == kind]
+        if rows.empty:
+            raise ValueError(
+                f"no SAE block has a {kind} latent with positive separation in every entity type "
+                "at the last entity token; there is nothing to steer (see latents.csv)"
+            )
+        best = rows.loc[rows["separation"].idxmax()]
+        sae = next(s for s in saes if s.layer == int(best["layer"]))
+        chosen[kind] = {
+            "sae": sae.source,
+            "layer": int(best["layer"]),
+            "latent": int(best["latent"]),
+            "separation": float(best["separation"]),
+            "auroc": float(best["auroc"]),
+            "auroc_strata": float(best["auroc_strata"]),
+        }
+    return chosen
+
+
+def chosen_saes(root: Path) -> list[str]:
+    """The SAEs holding the chosen latents (from chosen.json), without repeats."""
+    chosen = read_chosen(root)
+    return list(dict.fromkeys(chosen[kind]["sae"] for kind in KINDS))
+
+
+def read_chosen(root: Path) -> dict[str, Any]:
+    path = _need(root / CHOSEN, "score")
+    chosen = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(chosen, dict) or any(
+        not isinstance(chosen.get(kind), dict) or "latent" not in chosen[kind] for kind in KINDS
+    ):
         raise ValueError(
-            "no SAE block has both a known and an unknown latent with positive separation in "
-            "every type; there is nothing to steer (see latents.csv)"
+            f"{path} does not hold a known and an unknown latent (an older layout?); run "
+            "`interp entities score` again"
         )
-    layer = max(best, key=lambda k: best[k][0])
-    _, known, unknown = best[layer]
-    sae = next(s for s in saes if s.layer == layer)
-    return {
-        "sae": sae.source,
-        "layer": layer,
-        "known_latent": int(known["latent"]),
-        "unknown_latent": int(unknown["latent"]),
-        "known_separation": float(known["separation"]),
-        "unknown_separation": float(unknown["separation"]),
-        "known_auroc": float(known["auroc"]),
-        "unknown_auroc": float(unknown["auroc"]),
-    }
+    return chosen
 
 
 def read_entities(path: Path) -> pd.DataFrame:
@@ -203,7 +216,7 @@ def residual_norm(model: Model, prompts: Sequence[Any], layer: int) -> float:
 def steer(
     model: Model,
     data: EntitySet,
-    sae: LoadedSAE,
+    saes: Sequence[LoadedSAE],
     out: str | Path,
     *,
     alphas: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
@@ -213,41 +226,53 @@ def steer(
     batch_size: int = 32,
     progress: bool | None = None,
 ) -> pd.DataFrame:
-    """Steering with the chosen latents against random latents and orthogonalisation."""
+    """Steering with the chosen latents against random latents and orthogonalisation.
+
+    `saes` must include the SAE of each chosen latent (chosen.json names them); each latent is
+    steered at its own block, with that block's residual norm, against `n_random` random
+    zero-separation latents of the same SAE.
+    """
     root = output_dir(out)
-    chosen = json.loads(_need(root / CHOSEN, "score").read_text())
-    if sae.layer != chosen["layer"]:
-        raise ValueError(
-            f"the chosen latents are at block {chosen['layer']}, but the SAE given is for block "
-            f"{sae.layer}; pass the SAE {chosen['sae']}"
-        )
-    sae.check(model)
+    chosen = read_chosen(root)
+    by_source = {s.source: s for s in saes}
+    picked: dict[str, LoadedSAE] = {}
+    for kind in KINDS:
+        source = chosen[kind]["sae"]
+        if source not in by_source:
+            given = ", ".join(by_source) or "none"
+            raise ValueError(
+                f"the chosen {kind} latent is in SAE {source} (block {chosen[kind]['layer']}), "
+                f"which was not given (given: {given}); pass --sae {source}"
+            )
+        picked[kind] = by_source[source].check(model)
     groups = _groups(data, root, per_group)
-    # the random baseline: latents with zero separation on the training entities
-    acts = capture_entities(model, data, load_labels(root / LABELS), layers=[sae.layer])
-    active = (sae.encode(acts.acts["last"][:, 0]) > 0).numpy().astype(float)
-    per_type, _ = separation(active, acts.frame, (acts.frame["split"] == "train").to_numpy())
-    density = sae.density.numpy() if sae.density is not None else np.ones(sae.d_sae)
-    randoms = random_latents(per_type, density, n_random, seed=0)
-    conditions = [
-        Condition("known_latent", chosen["known_latent"]),
-        Condition("unknown_latent", chosen["unknown_latent"]),
-        *[Condition(f"random_{i}", j) for i, j in enumerate(randoms)],
-    ]
-    # α is in units of the mean residual norm at the SAE's block, over the question prompts
     questions = [question(e, data, i)[0] for g in groups.values() for i, e in enumerate(g)]
-    norm = residual_norm(model, questions, sae.layer)
+    blocks = sorted({sae.layer for sae in picked.values()})
+    # the random baseline: latents with zero separation on the training entities
+    acts = capture_entities(model, data, load_labels(root / LABELS), layers=blocks)
+    train = (acts.frame["split"] == "train").to_numpy()
+    conditions: list[Condition] = []
+    meta: dict[str, Any] = {}
+    for kind, sae in picked.items():
+        active = (sae.encode(acts.acts["last"][:, blocks.index(sae.layer)]) > 0).numpy()
+        per_type, _ = separation(active.astype(float), acts.frame, train)
+        density = sae.density.numpy() if sae.density is not None else np.ones(sae.d_sae)
+        randoms = random_latents(per_type, density, n_random, seed=0)
+        # α is in units of the mean residual norm at the SAE's block, over the question prompts
+        norm = residual_norm(model, questions, sae.layer)
+        named = {f"{kind}_latent": int(chosen[kind]["latent"])}
+        named |= {f"random_{kind}_{i}": j for i, j in enumerate(randoms)}
+        conditions += latent_conditions(model, sae, named, norm)
+        meta[kind] = {
+            "sae": sae.source,
+            "layer": sae.layer,
+            "latent": int(chosen[kind]["latent"]),
+            "resid_norm": norm,
+            "random_latents": randoms,
+        }
     start, before = time.perf_counter(), _units(root / "steering.jsonl")
-    cells = steering_cells(
-        model,
-        data,
-        groups,
-        sae,
-        conditions,
-        alphas,
-        norm,
-        orthogonal=sae.decoder_row(chosen["unknown_latent"]),
-    )
+    unknown = picked["unknown"].decoder_row(int(chosen["unknown"]["latent"]))
+    cells = steering_cells(model, data, groups, conditions, alphas, orthogonal=unknown)
     results = run_steering(
         model, data, cells, root / "steering.jsonl", batch_size=batch_size, progress=progress
     )
@@ -259,14 +284,10 @@ def steer(
         time.perf_counter() - start,
         _units(root / "steering.jsonl") - before,
     )
-    sure = sure_logit_diffs(model, data, groups, sae, conditions, alphas, norm)
-    sure.to_csv(root / "sure.csv", index=False)
-    directions = latent_directions(model, sae, conditions, norm)
-    attn = attention_changes(model, data, groups, directions, sae.layer, attention_alpha)
+    sure_logit_diffs(model, data, groups, conditions, alphas).to_csv(root / "sure.csv", index=False)
+    attn = attention_changes(model, data, groups, conditions, attention_alpha)
     attn.to_csv(root / "attention.csv", index=False)
-    meta = {
-        "resid_norm": norm,
-        "random_latents": randoms,
+    meta |= {
         "alphas": list(alphas),
         "attention_alpha": attention_alpha,
         "per_group": {k: len(v) for k, v in groups.items()},

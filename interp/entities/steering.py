@@ -2,6 +2,8 @@
 
 Protocol (Ferrando et al. 2025 §5; papers.md §3.3), on the chat model:
 
+- The known and the unknown latent each come from the SAE block where that kind separates best
+  (as the paper picks them), so each is steered at its own block.
 - Steering adds α × the latent's decoder row (as a unit direction times α × the mean residual
   norm at that block, so α = 2 is the paper's "about twice the residual norm") at the tokens
   from the last entity token to the end of the prompt, and only in the prefill (new tokens are
@@ -10,12 +12,13 @@ Protocol (Ferrando et al. 2025 §5; papers.md §3.3), on the chat model:
   classifier, `is_refusal`), the rate of hallucinated attributes (an answer that neither
   refuses nor gives an accepted answer), and the logit difference " Yes" − " No" after "Are you
   sure you know the {type} {name}? Answer yes or no." with the reply started as "Answer:".
-- Baselines: 10 random latents of the same SAE whose separation is 0 in every type (alive on
-  generic text), steered the same way; and the unknown direction projected out of everything
-  written to the residual stream (`orthogonalizers`: ablation at resid_pre of block 0 and at
-  resid_mid and resid_post of every block, which equals orthogonalising the embedding, every
-  attention output and every MLP output matrix on pre-norm blocks; tested against the weight
-  edit itself).
+- Baselines: for each chosen latent, 10 random latents of its SAE whose separation is 0 in
+  every type (alive on generic text), steered the same way at the same block ("random_known_*",
+  "random_unknown_*", pooled as "random_known" and "random_unknown"); and the unknown
+  direction projected out of everything written to the residual stream (`orthogonalizers`:
+  ablation at resid_pre of block 0 and at resid_mid and resid_post of every block, which equals
+  orthogonalising the embedding, every attention output and every MLP output matrix on pre-norm
+  blocks; tested against the weight edit itself).
 
 Every generation is a run-store unit keyed by the model, prompt tokens, decoding and the
 intervention's content (vector values, positions, scale, α), so a rerun resumes.
@@ -24,6 +27,7 @@ intervention's content (vector values, positions, scale, α), so a rerun resumes
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,23 +101,49 @@ def latent_direction(model: Model, sae: LoadedSAE, index: int, resid_norm: float
     )
 
 
-def latent_directions(
-    model: Model, sae: LoadedSAE, conditions: Sequence[Condition], resid_norm: float
-) -> dict[str, DirectionSet]:
-    """Each latent condition's decoder row as a direction set, by condition name."""
-    return {
-        c.name: latent_direction(model, sae, c.latent, resid_norm)
-        for c in conditions
-        if c.latent is not None
-    }
+@dataclass(frozen=True)
+class Condition:
+    """One steered latent: its role, its index, and its decoder row at its SAE's block."""
+
+    name: str  # "known_latent", "unknown_latent", "random_known_3", "random_unknown_0", …
+    latent: int
+    direction: DirectionSet  # one row at the SAE's block, with the resid_norm stat α scales by
+
+    @property
+    def layer(self) -> int:
+        (layer,) = self.direction.layers
+        return layer
 
 
-def latent_edit(
-    direction: DirectionSet, alpha: float, positions: Positions, label: str = ""
-) -> iv.Intervention:
-    """α × ‖resid‖ × the unit decoder row at the direction's block, on `positions`."""
-    (layer,) = direction.layers
-    return iv.add(direction, layer, alpha, positions=positions, scale="resid_norm", label=label)
+def latent_conditions(
+    model: Model, sae: LoadedSAE, latents: Mapping[str, int], resid_norm: float
+) -> list[Condition]:
+    """A condition per (name, latent index) of `sae`, scaled by that block's `resid_norm`."""
+    return [
+        Condition(name, index, latent_direction(model, sae, index, resid_norm))
+        for name, index in latents.items()
+    ]
+
+
+def pooled(condition: str) -> str:
+    """The pool a condition belongs to: "random_known_3" → "random_known"; others unchanged."""
+    return re.sub(r"_\d+$", "", condition) if condition.startswith("random") else condition
+
+
+def latent_edit(condition: Condition, alpha: float, positions: Positions) -> iv.Intervention:
+    """α × ‖resid‖ × the unit decoder row at the condition's block, on `positions`.
+
+    Labelled by block and latent (not by role), so the same latent steered under two roles is
+    one stored generation.
+    """
+    return iv.add(
+        condition.direction,
+        condition.layer,
+        alpha,
+        positions=positions,
+        scale="resid_norm",
+        label=f"block{condition.layer}/latent{condition.latent}",
+    )
 
 
 def orthogonalizers(model: Model, direction: Float[Tensor, " d_model"]) -> list[iv.Intervention]:
@@ -146,14 +176,6 @@ def question(entity: Entity, data: EntitySet, index: int = 0) -> tuple[list[dict
     return [{"role": "user", "content": attr.ask(entity.name)}], attr.name
 
 
-@dataclass(frozen=True)
-class Condition:
-    """One steering condition: a latent (or the orthogonalised direction) and its role."""
-
-    name: str  # "known_latent", "unknown_latent", "random_3", "orthogonalized", "none"
-    latent: int | None
-
-
 def random_latents(separations: np.ndarray, density: np.ndarray, n: int, seed: int) -> list[int]:
     """`n` latents whose separation is 0 in every type and that fire on generic text."""
     zero = np.where((np.abs(separations) == 0).all(axis=0) & (density > 0))[0]
@@ -167,14 +189,11 @@ def steering_cells(
     model: Model,
     data: EntitySet,
     groups: Mapping[str, Sequence[Entity]],
-    sae: LoadedSAE,
     conditions: Sequence[Condition],
     alphas: Sequence[float],
-    resid_norm: float,
     orthogonal: Float[Tensor, " d_model"] | None = None,
 ) -> list[Cell]:
     """Cells: every entity of every group × (unsteered, each condition × α, orthogonalised)."""
-    directions = latent_directions(model, sae, conditions, resid_norm)
     ortho = orthogonalizers(model, orthogonal) if orthogonal is not None else None
     cells = []
     for group, entities in groups.items():
@@ -191,14 +210,12 @@ def steering_cells(
                     )
                 )
             for cond in conditions:
-                if cond.latent is None:
-                    continue
                 for alpha in alphas:
-                    positions = entity_positions(entity)
-                    edit = latent_edit(directions[cond.name], alpha, positions, cond.name)
+                    edit = latent_edit(cond, alpha, entity_positions(entity))
                     config = {
                         **base,
                         "condition": cond.name,
+                        "layer": cond.layer,
                         "latent": cond.latent,
                         "alpha": float(alpha),
                     }
@@ -239,6 +256,7 @@ def run_steering(
         rows.append(
             {
                 **{k: cfg[k] for k in ("group", "type", "entity", "attribute", "condition")},
+                "layer": cfg.get("layer"),
                 "latent": cfg.get("latent"),
                 "alpha": cfg["alpha"],
                 "text": text,
@@ -253,12 +271,10 @@ def run_steering(
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     """Refusal and hallucination rates (95% bootstrap intervals) per group, condition and α.
 
-    The random-latent conditions are pooled into one "random" condition (each latent's rate is
-    also kept in `frame`).
+    The random latents are pooled by block: "random_known" (those at the known latent's block)
+    and "random_unknown" (each latent's own rate stays in `frame`).
     """
-    frame = frame.assign(
-        condition=frame["condition"].where(~frame["condition"].str.startswith("random"), "random")
-    )
+    frame = frame.assign(condition=frame["condition"].map(pooled))
     rows = []
     for (group, cond, alpha), part in frame.groupby(["group", "condition", "alpha"]):
         row: dict[str, Any] = {"group": group, "condition": cond, "alpha": alpha, "n": len(part)}
@@ -285,16 +301,13 @@ def sure_logit_diffs(
     model: Model,
     data: EntitySet,
     groups: Mapping[str, Sequence[Entity]],
-    sae: LoadedSAE,
     conditions: Sequence[Condition],
     alphas: Sequence[float],
-    resid_norm: float,
     *,
     batch_size: int = 16,
 ) -> pd.DataFrame:
     """logit(" Yes") − logit(" No") after "Are you sure you know …?", per condition and α."""
     yes, no = yes_no_token_ids(model)
-    directions = latent_directions(model, sae, conditions, resid_norm)
     prompts: list[Example] = []
     plans: list[list[iv.Intervention]] = []
     meta: list[dict[str, Any]] = []
@@ -306,19 +319,16 @@ def sure_logit_diffs(
             base = {"group": group, "type": entity.type, "entity": entity.name}
             prompts.append(example)
             plans.append([])
-            meta.append({**base, "condition": "none", "latent": None, "alpha": 0.0})
+            meta.append({**base, "condition": "none", "layer": None, "latent": None, "alpha": 0.0})
             for cond in conditions:
-                if cond.latent is None:
-                    continue
                 for alpha in alphas:
-                    positions = entity_positions(entity, prefill_only=False)
-                    edit = latent_edit(directions[cond.name], alpha, positions)
                     prompts.append(example)
-                    plans.append([edit])
+                    plans.append([latent_edit(cond, alpha, entity_positions(entity, False))])
                     meta.append(
                         {
                             **base,
                             "condition": cond.name,
+                            "layer": cond.layer,
                             "latent": cond.latent,
                             "alpha": float(alpha),
                         }

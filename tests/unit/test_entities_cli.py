@@ -49,13 +49,14 @@ def wired(monkeypatch):
     def score(model, data, saes, out, *, top):
         calls["score"] = {"data": data, "saes": [s.source for s in saes], "top": top}
         return {
-            "sae": saes[0].source, "layer": saes[0].layer, "known_latent": 7, "unknown_latent": 9,
-            "known_separation": 0.4, "unknown_separation": 0.3, "known_auroc": 0.8,
-            "unknown_auroc": 0.75,
+            "known": {"sae": saes[0].source, "layer": saes[0].layer, "latent": 7,
+                      "separation": 0.4, "auroc": 0.8, "auroc_strata": 0.7},
+            "unknown": {"sae": saes[-1].source, "layer": saes[-1].layer, "latent": 9,
+                        "separation": 0.3, "auroc": 0.75, "auroc_strata": 0.6},
         }  # fmt: skip
 
-    def steer(model, data, sae, out, **kwargs):
-        calls["steer"] = {"sae": sae.source, **kwargs}
+    def steer(model, data, saes, out, **kwargs):
+        calls["steer"] = {"saes": [s.source for s in saes], **kwargs}
         pd.DataFrame(
             [{"group": "known", "condition": "none", "alpha": 0.0, "n": 2, "refusal": 0.5,
               "hallucination": 0.0, "correct": 0.5}]
@@ -148,23 +149,30 @@ def test_score_loads_every_sae_given_and_passes_top(wired, tmp_path):
     assert "both read block 4" in _one_error_line(same_block.output)
 
 
-def test_steer_defaults_to_the_chosen_sae_and_passes_the_grid(wired, tmp_path):
+def test_steer_defaults_to_the_chosen_saes_and_passes_the_grid(wired, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    (out / "chosen.json").write_text(json.dumps({"sae": "shipped/block4", "layer": 4}))
+    chosen = {
+        "known": {"sae": "shipped/block4", "layer": 4, "latent": 7},
+        "unknown": {"sae": "shipped/block2", "layer": 2, "latent": 9},
+    }
+    (out / "chosen.json").write_text(json.dumps(chosen))
     result = invoke(
         "steer", "-o", str(out), "-m", "tiny", "--alphas", "1,3", "--per-group", "5",
         "--random", "2",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert wired["saes"] == ["shipped/block4"]
+    assert wired["saes"] == ["shipped/block4", "shipped/block2"]
     steer = wired["steer"]
-    assert steer["sae"] == "shipped/block4"
+    assert steer["saes"] == ["shipped/block4", "shipped/block2"]
     assert steer["alphas"] == [1.0, 3.0] and steer["per_group"] == 5 and steer["n_random"] == 2
     assert "refusal" in result.output  # the summary table is printed
-    given = invoke("steer", "-o", str(out), "--sae", "other/block4")
+    given = invoke("steer", "-o", str(out), "--sae", "other/block4", "--sae", "other/block2")
     assert given.exit_code == 0, given.output
-    assert wired["steer"]["sae"] == "other/block4"
+    assert wired["steer"]["saes"] == ["other/block4", "other/block2"]
+    (out / "chosen.json").write_text(json.dumps({"sae": "shipped/block4", "layer": 4}))
+    old = invoke("steer", "-o", str(out))
+    assert "does not hold a known and an unknown latent" in _one_error_line(old.output)
 
 
 def test_label_selects_types_and_per_type_before_loading_the_model(wired, tmp_path, monkeypatch):

@@ -80,7 +80,11 @@ def write_score(root: Path, tokens: dict = TOKENS, seed: int = 0) -> None:
     frame["beats_tokens"] = frame["auroc_low"] > tokens["auroc"]
     frame.to_csv(root / "latents.csv", index=False)
     (root / "tokenization.json").write_text(json.dumps(tokens))
-    (root / "chosen.json").write_text(json.dumps({"sae": "x/block4-resid_post", "layer": 4}))
+    chosen = {
+        "known": {"sae": "x/block4-resid_post", "layer": 4, "latent": 1},
+        "unknown": {"sae": "x/block2-resid_post", "layer": 2, "latent": 5},
+    }
+    (root / "chosen.json").write_text(json.dumps(chosen))
 
 
 def write_steer(root: Path, seed: int = 1) -> None:
@@ -89,7 +93,8 @@ def write_steer(root: Path, seed: int = 1) -> None:
     root.mkdir(parents=True, exist_ok=True)
     summary = []
     cells = [("none", 0.0), ("orthogonalized", 0.0)]
-    cells += [(c, a) for c in ("known_latent", "unknown_latent", "random") for a in ALPHAS]
+    pools = ("known_latent", "unknown_latent", "random_known", "random_unknown")
+    cells += [(c, a) for c in pools for a in ALPHAS]
     for group in GROUPS:
         for condition, alpha in cells:
             row: dict = {"group": group, "condition": condition, "alpha": alpha, "n": 12}
@@ -100,7 +105,12 @@ def write_steer(root: Path, seed: int = 1) -> None:
                 )
             summary.append(row)
     pd.DataFrame(summary).to_csv(root / "steering_summary.csv", index=False)
-    conditions = ["known_latent", "unknown_latent", *[f"random_{i}" for i in range(N_RANDOM)]]
+    conditions = [
+        "known_latent",
+        "unknown_latent",
+        *[f"random_{kind}_{i}" for kind in ("known", "unknown") for i in range(N_RANDOM)],
+    ]
+    block = {"known": 4, "unknown": 2}
     sure = []
     for group in GROUPS:
         for entity in ("A", "B", "C"):
@@ -119,14 +129,15 @@ def write_steer(root: Path, seed: int = 1) -> None:
     attention = []
     for group in GROUPS:
         for condition in conditions:
-            for block in range(3):
+            for layer in range(3):
                 for head in range(N_HEADS):
                     before = float(rng.uniform(0, 0.5))
                     change = float(rng.normal(0, 0.1))
                     attention.append(
-                        {"group": group, "condition": condition, "layer": block, "head": head,
-                         "alpha": 1.0, "base": before, "steered": before + change, "change": change,
-                         "change_sd": 0.02, "n": 3}
+                        {"group": group, "condition": condition,
+                         "steered_block": block["unknown" if "unknown" in condition else "known"],
+                         "layer": layer, "head": head, "alpha": 1.0, "base": before,
+                         "steered": before + change, "change": change, "change_sd": 0.02, "n": 3}
                     )  # fmt: skip
     pd.DataFrame(attention).to_csv(root / "attention.csv", index=False)
 
@@ -226,7 +237,8 @@ def test_steering_curves_carry_the_summary_rates(results):
         for condition, group, name in (
             ("unknown_latent", "known", "unknown latent → known entities"),
             ("known_latent", "unknown", "known latent → unknown entities"),
-            ("random", "known", "random latents (pooled) → known entities"),
+            ("random_unknown", "known", "random latents (unknown latent's block) → known entities"),
+            ("random_known", "unknown", "random latents (known latent's block) → unknown entities"),
         ):
             rows = summary[(summary.condition == condition) & (summary.group == group)]
             rows = rows.sort_values("alpha")
@@ -249,17 +261,19 @@ def test_steering_curves_carry_the_summary_rates(results):
 def test_sure_logit_means_per_condition_with_random_pooled(results):
     fig = sure_logit(results)
     sure = pd.read_csv(results / "sure.csv")
-    pooled = sure.assign(condition=sure.condition.str.replace(r"random_\d+", "random", regex=True))
+    pooled = sure.assign(condition=sure.condition.str.replace(r"_\d+$", "", regex=True))
     means = pooled.groupby(["group", "condition", "alpha"]).yes_minus_no.mean()
     for condition, group, name in (
         ("unknown_latent", "known", "unknown latent → known entities"),
         ("known_latent", "invented", "known latent → invented"),
-        ("random", "unknown", "random latents (pooled) → unknown entities"),
+        ("random_known", "unknown", "random latents (known latent's block) → unknown entities"),
+        ("random_unknown", "known", "random latents (unknown latent's block) → known entities"),
     ):
         line = by_name(fig, name)
         assert list(line.x) == list(ALPHAS)
         assert list(line.y) == pytest.approx([means[(group, condition, a)] for a in ALPHAS])
-        assert all(c == (9 if condition == "random" else 3) for c in line.customdata)
+        random = condition.startswith("random")
+        assert all(c == (3 * N_RANDOM if random else 3) for c in line.customdata)
     unsteered = by_name(fig, "unsteered: known entities (α = 0)")
     assert list(unsteered.y) == pytest.approx([means[("known", "none", 0.0)]])
 
@@ -270,15 +284,15 @@ def test_attention_heatmaps_are_the_mean_change_per_head(results):
     heatmaps = {t.name: t for t in fig.data}
     assert set(heatmaps) == {
         "unknown_latent → known",
-        "random → known",
+        "random_unknown → known",
         "known_latent → unknown",
-        "random → unknown",
+        "random_known → unknown",
     }
     for name, trace in heatmaps.items():
         condition, group = name.split(" → ")
         rows = attention[attention.group == group]
-        if condition == "random":
-            rows = rows[rows.condition.str.startswith("random_")]
+        if condition.startswith("random"):
+            rows = rows[rows.condition.str.startswith(condition + "_")]
         else:
             rows = rows[rows.condition == condition]
         z = np.array(trace.z)
@@ -292,7 +306,9 @@ def test_attention_heatmaps_are_the_mean_change_per_head(results):
     zmin, zmax, zmid = limits.pop()
     assert zmid == 0 and zmin == -zmax
     assert zmax == pytest.approx(max(np.abs(np.array(t.z)).max() for t in fig.data))
-    assert "random latents (mean of 3) → known entities" in [a.text for a in fig.layout.annotations]
+    titles = [a.text for a in fig.layout.annotations]
+    assert "random latents, block 2 (mean of 3) → known entities" in titles
+    assert "known latent (block 4) → unknown entities" in titles
 
 
 def test_draw_all_saves_every_figure_whose_files_exist(results, tmp_path):

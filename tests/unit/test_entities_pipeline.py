@@ -76,13 +76,20 @@ def setup(tiny, tmp_path_factory):
     density[dense] = 0.5  # dense on generic text: the 2% filter must drop it
     save_tensors(sae_dir / "density.safetensors", {"density": density}, {"tokens": 1000})
     sae = load_sae(sae_dir).check(tiny)
-    return data, out, sae, dense
+    # a second SAE at block 1: each kind's latent is chosen from the block where it scores best
+    early = write_sae(
+        root / "sae1", hook="blocks.1.hook_resid_post", fingerprint=tiny.fingerprint(), seed=1
+    )
+    save_tensors(early / "density.safetensors", {"density": torch.full((32,), 0.01)}, {})
+    return data, out, [sae, load_sae(early).check(tiny)], dense
 
 
 def test_score_finds_the_latents_by_their_definition(tiny, setup):
-    data, out, sae, dense = setup
-    chosen = run.score(tiny, data, [sae], out, top=3)
-    latents = pd.read_csv(out / "latents.csv")
+    data, out, saes, dense = setup
+    sae = saes[0]
+    chosen = run.score(tiny, data, saes, out, top=3)
+    everything = pd.read_csv(out / "latents.csv")
+    latents = everything[everything["layer"] == sae.layer]
     per_type, _ = per_type_separation(tiny, data, sae, out)
     expected = np.min(per_type, axis=0)
     expected[dense] = -np.inf
@@ -96,8 +103,17 @@ def test_score_finds_the_latents_by_their_definition(tiny, setup):
     worst_unknown[dense] = -np.inf
     if worst_unknown.max() > 0:
         assert unknown["separation"].iloc[0] == pytest.approx(worst_unknown.max())
-    assert chosen["layer"] == sae.layer
-    assert chosen["known_latent"] == int(top["latent"].iloc[0])
+    for kind in ("known", "unknown"):  # each kind from its own best block
+        best = everything[
+            (everything["position"] == "last") & (everything["kind"] == kind)
+        ].sort_values("separation", ascending=False)
+        assert (chosen[kind]["layer"], chosen[kind]["latent"]) == (
+            int(best["layer"].iloc[0]),
+            int(best["latent"].iloc[0]),
+        )
+        assert chosen[kind]["sae"] == next(
+            s.source for s in saes if s.layer == best["layer"].iloc[0]
+        )
     layers = pd.read_csv(out / "layers.csv")
     assert sorted(set(layers["layer"])) == list(range(tiny.n_layers))
     tokens = json.loads((out / "tokenization.json").read_text())
@@ -107,54 +123,70 @@ def test_score_finds_the_latents_by_their_definition(tiny, setup):
 
 
 def test_steer_runs_every_condition_and_resumes(tiny, setup, monkeypatch):
-    data, out, sae, _ = setup
+    data, out, saes, _ = setup
     if not (out / "chosen.json").exists():
-        run.score(tiny, data, [sae], out, top=3)
+        run.score(tiny, data, saes, out, top=3)
+    chosen = json.loads((out / "chosen.json").read_text())
     results = run.steer(
-        tiny, data, sae, out, alphas=(1.0, 2.0), per_group=2, n_random=2, batch_size=8
+        tiny, data, saes, out, alphas=(1.0, 2.0), per_group=2, n_random=2, batch_size=8
     )
     meta = json.loads((out / "steering_meta.json").read_text())
     groups = sum(meta["per_group"].values())
-    # per entity: unsteered + orthogonalised + (known, unknown, 2 random) × 2 alphas
-    assert len(results) == groups * (2 + 4 * 2)
+    # per entity: unsteered + orthogonalised + (known, unknown, 2 + 2 random) × 2 alphas
+    assert len(results) == groups * (2 + 6 * 2)
     assert set(results["condition"]) == {
         "none",
         "orthogonalized",
         "known_latent",
         "unknown_latent",
-        "random_0",
-        "random_1",
+        "random_known_0",
+        "random_known_1",
+        "random_unknown_0",
+        "random_unknown_1",
     }
+    for kind in ("known", "unknown"):  # every latent steered at its own SAE's block
+        steered = results[results["condition"].str.match(rf"(random_)?{kind}")]
+        assert set(steered["layer"]) == {chosen[kind]["layer"]} == {meta[kind]["layer"]}
+        randoms = steered.loc[steered["condition"].str.startswith("random"), "latent"]
+        assert sorted(set(randoms)) == meta[kind]["random_latents"]
     summary = pd.read_csv(out / "steering_summary.csv")
     assert set(summary["condition"]) == {
         "none",
         "orthogonalized",
         "known_latent",
         "unknown_latent",
-        "random",
+        "random_known",
+        "random_unknown",
     }
     sure = pd.read_csv(out / "sure.csv")
-    assert len(sure) == groups * (1 + 4 * 2)
+    assert len(sure) == groups * (1 + 6 * 2)
     attention = pd.read_csv(out / "attention.csv")
     non_empty = sum(1 for n in meta["per_group"].values() if n)
     heads = tiny.hf.config.num_attention_heads
-    assert len(attention) == non_empty * 4 * tiny.n_layers * heads
+    assert len(attention) == non_empty * 6 * tiny.n_layers * heads
     # resuming generates nothing new
     import interp.steering.generation as generation
 
     monkeypatch.setattr(generation, "_generate_batch", lambda *a, **k: pytest.fail("regenerated"))
     again = run.steer(
-        tiny, data, sae, out, alphas=(1.0, 2.0), per_group=2, n_random=2, batch_size=8
+        tiny, data, saes, out, alphas=(1.0, 2.0), per_group=2, n_random=2, batch_size=8
     )
     pd.testing.assert_frame_equal(again, results)
     written = draw_all(out, out / "figures", "tiny", formats=("html",))
     assert len(written) == 5
 
 
-def test_steer_refuses_an_sae_at_another_block(tiny, setup, tmp_path):
+def test_steer_refuses_without_the_sae_of_a_chosen_latent(tiny, setup, tmp_path):
     data, out, _, _ = setup
-    other = load_sae(write_sae(tmp_path / "b1", hook="blocks.1.hook_resid_post"))
+    other = load_sae(write_sae(tmp_path / "b0", hook="blocks.0.hook_resid_post"))
     if not (out / "chosen.json").exists():
         pytest.skip("score did not run")
-    with pytest.raises(ValueError, match=r"chosen latents are at block 2.*block 1"):
-        run.steer(tiny, data, other, out)
+    chosen = json.loads((out / "chosen.json").read_text())
+    with pytest.raises(
+        ValueError, match=rf"chosen known latent is in SAE .*{chosen['known']['sae']}"
+    ):
+        run.steer(tiny, data, [other], out)
+    # chosen.json in the layout before each kind had its own block: one line saying what to run
+    (tmp_path / "chosen.json").write_text(json.dumps({"sae": "x", "layer": 2, "known_latent": 1}))
+    with pytest.raises(ValueError, match=r"does not hold a known and an unknown latent.*score"):
+        run.steer(tiny, data, [other], tmp_path)

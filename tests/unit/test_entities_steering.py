@@ -20,11 +20,13 @@ from interp.entities.data import load_entities
 from interp.entities.steering import (
     SURE_PREFIX,
     SURE_QUESTION,
-    Condition,
     entity_positions,
     is_refusal,
+    latent_conditions,
     latent_direction,
+    latent_edit,
     orthogonalizers,
+    pooled,
     random_latents,
     sure_logit_diffs,
 )
@@ -123,10 +125,10 @@ def test_steered_positions_run_from_the_last_entity_token_to_the_end_of_the_prom
 def test_sure_logit_diff_with_and_without_a_decoder_row(tiny, tiny_dir, data, sae):
     groups = {"known": list(data.entities[:2])}
     norm = 3.0
-    table = sure_logit_diffs(
-        tiny, data, groups, sae, [Condition("unknown_latent", 5)], [2.0], norm, batch_size=2
-    )
+    conditions = latent_conditions(tiny, sae, {"unknown_latent": 5}, norm)
+    table = sure_logit_diffs(tiny, data, groups, conditions, [2.0], batch_size=2)
     assert len(table) == 4 and set(table["condition"]) == {"none", "unknown_latent"}
+    assert set(table.loc[table["condition"] == "unknown_latent", "layer"]) == {sae.layer}
     yes = tiny.tokenizer(" Yes", add_special_tokens=False)["input_ids"][0]
     no = tiny.tokenizer(" No", add_special_tokens=False)["input_ids"][0]
     hf = hf_model(tiny_dir)
@@ -164,6 +166,23 @@ def test_latent_direction_is_the_decoder_row(tiny, sae):
     assert direction.layers == (sae.layer,) and float(direction.stats["resid_norm"][0]) == 2.5
     with pytest.raises(ValueError, match="out of range"):
         latent_direction(tiny, sae, sae.d_sae, resid_norm=1.0)
+
+
+def test_a_latent_steered_under_two_roles_is_one_stored_edit(tiny, sae, data):
+    """The edit is keyed by block and latent, not by role: random pools of one block share it."""
+    a, b, c = latent_conditions(
+        tiny, sae, {"random_known_0": 7, "random_unknown_3": 7, "random_unknown_4": 8}, 2.0
+    )
+    positions = entity_positions(data.entities[0])
+    assert latent_edit(a, 1.0, positions).describe() == latent_edit(b, 1.0, positions).describe()
+    assert latent_edit(a, 1.0, positions).describe() != latent_edit(c, 1.0, positions).describe()
+    assert a.layer == sae.layer
+    assert [pooled(x) for x in ("random_known_0", "random_unknown_12", "known_latent", "none")] == [
+        "random_known",
+        "random_unknown",
+        "known_latent",
+        "none",
+    ]
 
 
 def test_random_latents_have_zero_separation_and_fire_on_text():
