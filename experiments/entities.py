@@ -68,10 +68,27 @@ def print_table(out: Path) -> None:
     labels = pd.read_csv(out / "labels.csv")
     print(labels.groupby(["type", "origin"])["label"].value_counts().unstack(fill_value=0))
     tokens = json.loads((out / "tokenization.json").read_text())
-    print(f"tokenization-only baseline AUROC {tokens['auroc']:.3f}")
+    print(
+        f"tokenization-only baseline AUROC {tokens['auroc']:.3f}, with the entity type "
+        f"{tokens['type_auroc']:.3f}"
+    )
     layers = pd.read_csv(out / "layers.csv")
     best = layers.sort_values("auroc", ascending=False).groupby("position").head(1)
-    print(best[["position", "layer", "auroc", "auroc_low", "auroc_strata", "beats_tokens"]])
+    print(
+        best[
+            [
+                "position",
+                "layer",
+                "auroc",
+                "auroc_low",
+                "auroc_strata",
+                "auroc_strata_low",
+                "beats_tokens",
+                "beats_type",
+                "beats_strata",
+            ]
+        ]
+    )
     latents = pd.read_csv(out / "latents.csv")
     top = latents[latents["rank"] == 0]
     print(
@@ -85,6 +102,8 @@ def print_table(out: Path) -> None:
                 "auroc",
                 "auroc_strata",
                 "beats_tokens",
+                "beats_type",
+                "beats_strata",
             ]
         ].to_string(index=False)
     )

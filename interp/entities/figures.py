@@ -5,12 +5,14 @@ or a frame read from the file it draws, and returns a plotly figure in the house
 
 - `separation_by_layer`: held-out AUROC (known vs unknown real entities) of the
   difference-of-means direction by block, at the last entity token and at the token after it
-  (bands: 95% CI; dashed: within tokenization strata), the tokenization-only baseline (line and
-  band), and the best known / unknown SAE latent of each SAE block (markers, 95% bars); filled
-  markers beat tokenization (the lower end of their interval is above the baseline);
+  (bands: 95% CI; dashed: within strata of entity type × token count × word start), the
+  tokenization-only baseline (line and band) and the tokenization + entity type baseline
+  (dash-dot), and the best known / unknown SAE latent of each SAE block (markers, 95% bars);
+  filled markers beat tokenization (the lower end of their interval is above the baseline); the
+  note lists what beats each baseline and what stays above 0.5 within strata;
 - `top_latents`: a table of the top latents per SAE block and kind: separation (minimum over
-  types and per type), density, held-out AUROC [95% CI], within-strata AUROC, whether it beats
-  tokenization, and the entities it fires on most;
+  types and per type), density, held-out AUROC [95% CI], within-strata AUROC [95% CI], whether
+  it beats tokenization and tokenization + type, and the entities it fires on most;
 - `steering_curves`: refusal rate (left) and hallucination rate (right) against α for the
   unknown latent on known entities, the known latent on unknown and invented entities, random
   latents on the same groups (pooled; band), and the unsteered and orthogonalized runs at α = 0;
@@ -237,6 +239,18 @@ def separation_by_layer(
                 hovertemplate=f"tokenization baseline {value:.3f}<extra></extra>",
             )
         )
+    if tokens is not None and _finite(tokens.get("type_auroc")):
+        value = float(tokens["type_auroc"])
+        fig.add_trace(
+            go.Scatter(
+                x=span,
+                y=[value, value],
+                mode="lines",
+                line={"color": "#111111", "width": 2, "dash": "dashdot"},
+                name=f"tokenization + entity type (logistic regression): {value:.2f}",
+                hovertemplate=f"tokenization + type baseline {value:.3f}<extra></extra>",
+            )
+        )
     for i, (position, label) in enumerate(POSITIONS.items()):
         rows = layers[layers["position"] == position].sort_values("layer")
         if rows.empty:
@@ -277,7 +291,7 @@ def separation_by_layer(
                     x=rows["layer"],
                     y=rows["auroc_strata"],
                     mode="lines",
-                    name=f"{name}, within token-count strata",
+                    name=f"{name}, within type × tokenization strata",
                     line={"color": color, "width": 1.5, "dash": "dash"},
                     hovertemplate="block %{x}: within-strata AUROC %{y:.3f}<extra></extra>",
                 )
@@ -328,8 +342,9 @@ def separation_by_layer(
         "held-out AUROC (known vs unknown)",
         subtitle=(
             f"{_lead(model)}{n_test} held-out real entities; bands and bars: 95% CI; dashed: "
-            "within token-count strata;<br>filled markers beat the tokenization-only baseline "
-            "(their CI lies above it); SAE markers are set apart a little"
+            "within strata of entity type × token count × word start;<br>filled markers beat "
+            "the tokenization-only baseline (their CI lies above it); SAE markers are set apart "
+            "a little"
         ),
     )
     summary = _beats_summary(layers, sae, tokens)
@@ -359,24 +374,30 @@ def separation_by_layer(
 def _beats_summary(
     layers: pd.DataFrame, sae: pd.DataFrame | None, tokens: Mapping[str, Any] | None
 ) -> str:
-    """What beats the tokenization baseline, one line each (or that nothing does)."""
+    """What beats each baseline, one block per verdict (or that nothing does)."""
     if tokens is None or not _finite(tokens.get("auroc")):
         return "no tokenization baseline saved"
-    parts = []
-    for position, label in POSITIONS.items():
-        rows = layers[(layers["position"] == position) & layers["beats_tokens"].astype(bool)]
-        if not rows.empty:
-            parts.append(f"diff. of means at the {label}: blocks {_ranges(rows['layer'])}")
-    if sae is not None and "beats_tokens" in sae:
-        best = sae[(sae["position"] == "last") & (sae["rank"] == 0)]
-        for kind in ("known", "unknown"):
-            rows = best[(best["kind"] == kind) & best["beats_tokens"].astype(bool)]
+    verdicts = [("beats_tokens", f"tokenization only ({float(tokens['auroc']):.2f})")]
+    if _finite(tokens.get("type_auroc")):
+        verdicts.append(("beats_type", f"tokenization + type ({float(tokens['type_auroc']):.2f})"))
+    verdicts.append(("beats_strata", "within-strata AUROC above 0.5"))
+    best = sae[(sae["position"] == "last") & (sae["rank"] == 0)] if sae is not None else None
+    lines = []
+    for column, name in verdicts:
+        if column not in layers:
+            continue
+        parts = []
+        for position, label in POSITIONS.items():
+            rows = layers[(layers["position"] == position) & layers[column].astype(bool)]
             if not rows.empty:
-                parts.append(f"best {kind} latent: blocks {_ranges(rows['layer'])}")
-    base = f"tokenization baseline AUROC {float(tokens['auroc']):.2f}"
-    if not parts:
-        return f"<b>nothing beats the {base}</b>"
-    return f"<b>beats the {base}:</b><br>" + "<br>".join(parts)
+                parts.append(f"diff. of means at the {label}: blocks {_ranges(rows['layer'])}")
+        if best is not None and column in best:
+            for kind in ("known", "unknown"):
+                rows = best[(best["kind"] == kind) & best[column].astype(bool)]
+                if not rows.empty:
+                    parts.append(f"best {kind} latent: blocks {_ranges(rows['layer'])}")
+        lines.append(f"<b>{name}:</b> " + ("; ".join(parts) if parts else "nothing"))
+    return "<br>".join(lines)
 
 
 def _ranges(values: pd.Series) -> str:
@@ -410,7 +431,8 @@ def top_latents(
     types = [c[len("sep_") :] for c in frame.columns if c.startswith("sep_")]
     header = ["block", "kind", "rank", "latent", "min sep."]
     header += [f"sep. {t}" for t in types]
-    header += ["density", "AUROC [95% CI]", "within strata", "beats tokens"]
+    header += ["density", "AUROC [95% CI]", "within strata [95% CI]", "beats tokens"]
+    header += ["beats tok. + type"]
     header += ["vs invented", "fires most on"]
     columns: list[list[str]] = [
         [str(int(v)) for v in rows["layer"]],
@@ -421,13 +443,17 @@ def top_latents(
         *[[_fmt(v) for v in rows[f"sep_{t}"]] for t in types],
         [_fmt(v, 4) for v in rows["density"]],
         [f"{_fmt(r.auroc)} [{_fmt(r.auroc_low)}, {_fmt(r.auroc_high)}]" for r in rows.itertuples()],
-        [_fmt(v) for v in rows["auroc_strata"]],
+        [
+            f"{_fmt(r.auroc_strata)} [{_fmt(r.auroc_strata_low)}, {_fmt(r.auroc_strata_high)}]"
+            for r in rows.itertuples()
+        ],
         ["yes" if bool(v) else "no" for v in rows["beats_tokens"]],
+        ["yes" if bool(v) else "no" for v in rows["beats_type"]],
         [_fmt(v) for v in rows.get("auroc_invented", pd.Series(math.nan, index=rows.index))],
         [str(v).replace(" | ", ", ") if isinstance(v, str) else "" for v in rows["top_entities"]],
     ]
     fill = [_alpha(PALETTE[2] if kind == "known" else PALETTE[3], 0.12) for kind in rows["kind"]]
-    widths = [45, 65, 40, 60, 55] + [60] * len(types) + [65, 120, 65, 60, 65, 330]
+    widths = [45, 65, 40, 60, 55] + [60] * len(types) + [65, 120, 120, 60, 70, 65, 330]
     fig = go.Figure(
         go.Table(
             columnwidth=widths,

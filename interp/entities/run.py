@@ -121,8 +121,10 @@ def score(
     data_acts = capture_entities(model, data, labels)
     start = time.perf_counter()
     tokens = tokenization_baseline(data_acts.frame)
-    layers = diff_means_by_layer(data_acts, tokens["auroc"])
-    latents = score_latents(data_acts, saes, top=top, tokens_auroc=tokens["auroc"])
+    layers = diff_means_by_layer(data_acts, tokens["auroc"], tokens["type_auroc"])
+    latents = score_latents(
+        data_acts, saes, top=top, tokens_auroc=tokens["auroc"], type_auroc=tokens["type_auroc"]
+    )
     scoring_seconds = time.perf_counter() - start
     data_acts.frame.to_csv(root / "entities.csv", index=False)
     layers.to_csv(root / "layers.csv", index=False)

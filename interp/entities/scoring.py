@@ -12,13 +12,17 @@ Protocol (Ferrando et al. 2025, eq. 6–7; papers.md §3.2), in one batched capt
    every type), and latents active on more than 2% of generic-corpus tokens (the SAE's shipped
    density) are dropped.
 3. The top latents are evaluated on held-out entities: AUROC of the activation as a
-   known/unknown classifier, overall and *within tokenization strata* (pairs of a known and an
-   unknown entity with the same token count bucket and the same word-start flag).
+   known/unknown classifier, overall and *within strata* (pairs of a known and an unknown
+   entity of the same type, the same token-count bucket and the same word-start flag), each
+   with a 95% bootstrap interval.
 4. Baselines on the same split: the difference-of-means direction at every block (trained on
-   the training entities, projected on held-out ones), and a tokenization-only logistic
-   regression on (token count, word-start flag). A latent or direction counts as entity
-   recognition only where its held-out AUROC beats the tokenization baseline: `beats_tokens`
-   says whether the lower end of its 95% interval is above the baseline's AUROC.
+   the training entities, projected on held-out ones), a tokenization-only logistic regression
+   on (token count, word-start flag), and the same regression with the entity type added (the
+   types differ in how many of their entities the model knows, so the type alone predicts the
+   label). Verdicts, each on the lower end of the 95% interval: `beats_tokens` (above the
+   tokenization-only AUROC: the issue's criterion), `beats_type` (above tokenization + type)
+   and `beats_strata` (within-strata AUROC above 0.5: inside a stratum both baselines are
+   constant, so this is the test that neither confound can pass).
 
 Unknown entities are real entities the model answered wrongly (labels from its own answers);
 invented names are an extra control, reported separately (`auroc_invented`).
@@ -39,7 +43,7 @@ from torch import Tensor
 from interp.capture import Reduction, capture
 from interp.entities.data import EntitySet
 from interp.entities.tokens import locate_all
-from interp.eval.stats import auroc
+from interp.eval.stats import Estimate, auroc, bootstrap_ci
 from interp.models import Model
 from interp.positions import Explicit
 from interp.saes.load import LoadedSAE
@@ -133,27 +137,57 @@ def _bucket(n: int) -> int:
     return min(n, 4)
 
 
-def stratified_auroc(
-    scores: np.ndarray, known: np.ndarray, n_tokens: np.ndarray, word_start: np.ndarray
-) -> tuple[float, int]:
-    """AUROC over (known, unknown) pairs in the same tokenization stratum, and the pair count.
-
-    Strata: token count (1, 2, 3, 4+) × whether the last token starts a word. Ties count ½.
-    NaN when no stratum holds both a known and an unknown entity.
-    """
-    wins = 0.0
-    pairs = 0
-    strata = np.array(
-        [_bucket(int(n)) * 2 + int(w) for n, w in zip(n_tokens, word_start, strict=True)]
+def strata_of(types: np.ndarray, n_tokens: np.ndarray, word_start: np.ndarray) -> np.ndarray:
+    """Stratum key per entity: entity type × token count (1, 2, 3, 4+) × word-start flag."""
+    return np.array(
+        [
+            f"{t}/{_bucket(int(n))}/{int(bool(w))}"
+            for t, n, w in zip(types, n_tokens, word_start, strict=True)
+        ]
     )
-    for s in np.unique(strata):
-        pos = scores[(strata == s) & known]
-        neg = scores[(strata == s) & ~known]
+
+
+def stratified_auroc(
+    scores: np.ndarray,
+    known: np.ndarray,
+    strata: np.ndarray,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> tuple[Estimate, int]:
+    """AUROC over (known, unknown) pairs in the same stratum (`strata_of`), and the pair count.
+
+    Ties count ½. The interval is a percentile bootstrap over entities (each resample reweights
+    every pair by how often its two entities were drawn). NaN when no stratum holds both a known
+    and an unknown entity.
+    """
+    n = len(scores)
+    blocks = []
+    for key in np.unique(strata):
+        pos = np.where((strata == key) & known)[0]
+        neg = np.where((strata == key) & ~known)[0]
         if pos.size and neg.size:
-            diff = pos[:, None] - neg[None, :]
-            wins += float((diff > 0).sum() + 0.5 * (diff == 0).sum())
-            pairs += pos.size * neg.size
-    return (wins / pairs if pairs else float("nan")), pairs
+            diff = scores[pos][:, None] - scores[neg][None, :]
+            blocks.append((pos, neg, (diff > 0) + 0.5 * (diff == 0)))
+    pairs = sum(p.size * q.size for p, q, _ in blocks)
+    if not pairs:
+        nan = float("nan")
+        return Estimate(nan, nan, nan, n, 0.95, 0), 0
+
+    def statistic(sample: np.ndarray, axis: int = -1) -> np.ndarray:
+        draws = np.asarray(sample).astype(int).reshape(-1, n)
+        counts = np.zeros(draws.shape, dtype=float)
+        np.add.at(counts, (np.arange(draws.shape[0])[:, None], draws), 1.0)
+        wins = np.zeros(draws.shape[0])
+        total = np.zeros(draws.shape[0])
+        for pos, neg, win in blocks:
+            wins += np.einsum("bp,pq,bq->b", counts[:, pos], win, counts[:, neg])
+            total += counts[:, pos].sum(1) * counts[:, neg].sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (wins / total).reshape(np.asarray(sample).shape[:-1])
+
+    est = bootstrap_ci([np.arange(n)], statistic, n_resamples=n_resamples, seed=seed)
+    return est, pairs
 
 
 def _held_out(
@@ -169,13 +203,18 @@ def _held_out(
         out.update(auroc=est.value, auroc_low=est.low, auroc_high=est.high, n_test=est.n)
     except ValueError:
         out.update(auroc=float("nan"), auroc_low=float("nan"), auroc_high=float("nan"), n_test=0)
-    strat, pairs = stratified_auroc(
-        scores[rows],
-        y[rows],
+    strata = strata_of(
+        frame["type"].to_numpy()[rows],
         frame["n_tokens"].to_numpy()[rows],
         frame["word_start"].to_numpy()[rows],
     )
-    out.update(auroc_strata=strat, strata_pairs=pairs)
+    strat, pairs = stratified_auroc(scores[rows], y[rows], strata)
+    out.update(
+        auroc_strata=strat.value,
+        auroc_strata_low=strat.low,
+        auroc_strata_high=strat.high,
+        strata_pairs=pairs,
+    )
     # the extra control: held-out known entities against invented names
     known_test = test & real & y
     invented = test & ~real
@@ -189,28 +228,51 @@ def _held_out(
     return out
 
 
-def tokenization_baseline(frame: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
-    """Logistic regression on (token count, word-start flag): train split → held-out AUROC,
-    plus its 5-fold cross-validated AUROC over all real entities (`auroc_cv5`)."""
+def _features(frame: pd.DataFrame, with_type: bool) -> np.ndarray:
+    """(token count, word-start flag), and one column per entity type when `with_type`."""
+    x = [frame["n_tokens"].to_numpy(float), frame["word_start"].to_numpy(float)]
+    if with_type:
+        x += [(frame["type"] == t).to_numpy(float) for t in sorted(frame["type"].unique())]
+    return np.stack(x, 1)
+
+
+def _logistic_held_out(
+    x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int
+) -> dict[str, Any]:
+    """Logistic regression fitted on `train`: held-out AUROC with its 95% interval (NaN when a
+    split lacks one label)."""
     from sklearn.linear_model import LogisticRegression
 
-    real = (frame["origin"] == "real").to_numpy()
-    x = np.stack([frame["n_tokens"].to_numpy(float), frame["word_start"].to_numpy(float)], 1)
-    y = (frame["label"] == "known").to_numpy()
-    train = real & (frame["split"] == "train").to_numpy()
-    test = real & (frame["split"] == "test").to_numpy()
     nan = float("nan")
+    out = {"auroc": nan, "auroc_low": nan, "auroc_high": nan, "n_test": int(test.sum())}
     if len(set(y[train].tolist())) < 2:
-        return {"auroc": nan, "auroc_low": nan, "auroc_high": nan, "n_test": int(test.sum())}
+        return out
     clf = LogisticRegression(random_state=seed).fit(x[train], y[train])
     try:
         est = auroc(y[test].astype(float), clf.predict_proba(x[test])[:, 1], n_resamples=1000)
     except ValueError:  # too few held-out entities of one label
-        return {"auroc": nan, "auroc_low": nan, "auroc_high": nan, "n_test": int(test.sum())}
-    out = {"auroc": est.value, "auroc_low": est.low, "auroc_high": est.high, "n_test": est.n}
-    # and 5-fold cross-validated over every real entity (a check on the one held-out split)
+        return out
+    return {"auroc": est.value, "auroc_low": est.low, "auroc_high": est.high, "n_test": est.n}
+
+
+def tokenization_baseline(frame: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
+    """Logistic regression on (token count, word-start flag): train split → held-out AUROC,
+    plus its 5-fold cross-validated AUROC over all real entities (`auroc_cv5`), and the same
+    regression with the entity type added (`type_auroc`, `type_auroc_low`, `type_auroc_high`):
+    when the types differ in how many of their entities are known, the type alone predicts the
+    label, and a direction fitted across types can ride on it."""
+    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
+    real = (frame["origin"] == "real").to_numpy()
+    y = (frame["label"] == "known").to_numpy()
+    train = real & (frame["split"] == "train").to_numpy()
+    test = real & (frame["split"] == "test").to_numpy()
+    x = _features(frame, with_type=False)
+    out = _logistic_held_out(x, y, train, test, seed)
+    typed = _logistic_held_out(_features(frame, with_type=True), y, train, test, seed)
+    out |= {f"type_{k}": typed[k] for k in ("auroc", "auroc_low", "auroc_high")}
+    # and 5-fold cross-validated over every real entity (a check on the one held-out split)
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
     if min(int(y[real].sum()), int((~y[real]).sum())) >= 5:
         cv = cross_val_predict(
@@ -220,7 +282,9 @@ def tokenization_baseline(frame: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
     return out
 
 
-def diff_means_by_layer(data: EntityActivations, tokens_auroc: float) -> pd.DataFrame:
+def diff_means_by_layer(
+    data: EntityActivations, tokens_auroc: float, type_auroc: float = float("nan")
+) -> pd.DataFrame:
     """Held-out AUROC of the difference-of-means direction at every captured block."""
     frame = data.frame
     real = (frame["origin"] == "real").to_numpy()
@@ -241,8 +305,15 @@ def diff_means_by_layer(data: EntityActivations, tokens_auroc: float) -> pd.Data
                     **_held_out(scores, frame, test, "known"),
                 }
             )
-    table = pd.DataFrame(rows)
-    table["beats_tokens"] = table["auroc_low"] > tokens_auroc
+    return _verdicts(pd.DataFrame(rows), tokens_auroc, type_auroc)
+
+
+def _verdicts(table: pd.DataFrame, tokens_auroc: float, type_auroc: float) -> pd.DataFrame:
+    """Whether each held-out AUROC beats the baselines (module docstring, step 4)."""
+    if not table.empty:
+        table["beats_tokens"] = table["auroc_low"] > tokens_auroc
+        table["beats_type"] = table["auroc_low"] > type_auroc
+        table["beats_strata"] = table["auroc_strata_low"] > 0.5
     return table
 
 
@@ -271,6 +342,7 @@ def score_latents(
     top: int = 10,
     density_limit: float | None = DENSITY_LIMIT,
     tokens_auroc: float = float("nan"),
+    type_auroc: float = float("nan"),
 ) -> pd.DataFrame:
     """The top known and unknown latents of every SAE, at both positions, with held-out scores."""
     frame = data.frame
@@ -339,7 +411,4 @@ def score_latents(
                             **held,
                         }
                     )
-    table = pd.DataFrame(rows)
-    if not table.empty:
-        table["beats_tokens"] = table["auroc_low"] > tokens_auroc
-    return table
+    return _verdicts(pd.DataFrame(rows), tokens_auroc, type_auroc)

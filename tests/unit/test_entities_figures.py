@@ -19,7 +19,7 @@ from interp.entities.figures import (
 )
 from interp.figures.style import chromium_path
 
-TOKENS = {"auroc": 0.62, "auroc_low": 0.5, "auroc_high": 0.74, "n_test": 40}
+TOKENS = {"auroc": 0.62, "auroc_low": 0.5, "auroc_high": 0.74, "n_test": 40, "type_auroc": 0.8}
 BLOCKS = range(6)
 SAE_BLOCKS = (2, 4)
 TYPES = ("city", "person")
@@ -36,9 +36,19 @@ def _auroc(rng: np.random.Generator, value: float) -> dict:
         "auroc_high": min(1.0, value + rng.uniform(0.05, 0.1)),
         "n_test": 40,
         "auroc_strata": value - 0.05,
+        "auroc_strata_low": value - 0.05 - rng.uniform(0.1, 0.3),
+        "auroc_strata_high": min(1.0, value + 0.05),
         "strata_pairs": 120,
         "auroc_invented": value + 0.02,
     }
+
+
+def verdicts(frame: pd.DataFrame, tokens: dict) -> pd.DataFrame:
+    return frame.assign(
+        beats_tokens=frame["auroc_low"] > tokens["auroc"],
+        beats_type=frame["auroc_low"] > tokens.get("type_auroc", np.nan),
+        beats_strata=frame["auroc_strata_low"] > 0.5,
+    )
 
 
 def write_score(root: Path, tokens: dict = TOKENS, seed: int = 0) -> None:
@@ -53,7 +63,7 @@ def write_score(root: Path, tokens: dict = TOKENS, seed: int = 0) -> None:
             row.update(_auroc(rng, 0.55 + slope * block))
             layers.append(row)
     frame = pd.DataFrame(layers)
-    frame["beats_tokens"] = frame["auroc_low"] > tokens["auroc"]
+    frame = verdicts(frame, tokens)
     frame.to_csv(root / "layers.csv", index=False)
     latents = []
     for block in SAE_BLOCKS:
@@ -77,7 +87,7 @@ def write_score(root: Path, tokens: dict = TOKENS, seed: int = 0) -> None:
                     row.update(_auroc(rng, 0.7 + 0.01 * rank + 0.08 * (kind == "known")))
                     latents.append(row)
     frame = pd.DataFrame(latents)
-    frame["beats_tokens"] = frame["auroc_low"] > tokens["auroc"]
+    frame = verdicts(frame, tokens)
     frame.to_csv(root / "latents.csv", index=False)
     (root / "tokenization.json").write_text(json.dumps(tokens))
     chosen = {
@@ -174,7 +184,7 @@ def test_separation_shows_the_directions_the_baseline_and_the_best_latents(resul
         # filled where the interval beats tokenization, open where it does not
         want = ["circle" if b else "circle-open" for b in rows.beats_tokens]
         assert list(line.marker.symbol) == want
-        strata = by_name(fig, f"difference of means, {label}, within token-count strata")
+        strata = by_name(fig, f"difference of means, {label}, within type × tokenization strata")
         assert list(strata.y) == pytest.approx(rows.auroc_strata.tolist())
         shaded = by_name(fig, f"difference of means, {label} (95% CI)")
         assert max(shaded.y) == pytest.approx(rows.auroc_high.max())
@@ -190,8 +200,17 @@ def test_separation_shows_the_directions_the_baseline_and_the_best_latents(resul
         assert list(markers.error_y.arrayminus) == pytest.approx(
             (best.auroc - best.auroc_low).tolist()
         )
-    note = fig.layout.annotations[0].text
-    assert "beats the tokenization baseline AUROC 0.62" in note
+    typed = by_name(fig, "tokenization + entity type (logistic regression): 0.80")
+    assert list(typed.y) == [0.8, 0.8]
+    note = fig.layout.annotations[0].text.split("<br>")
+    best_last = layers[(layers.position == "last")]
+    assert note[0].startswith("<b>tokenization only (0.62):</b> diff. of means at the last")
+    for line, column in zip(note, ("beats_tokens", "beats_type", "beats_strata"), strict=True):
+        blocks = best_last.loc[best_last[column], "layer"]
+        if len(blocks):
+            assert f"last entity token: blocks {blocks.min()}" in line, line
+    assert note[1].startswith("<b>tokenization + type (0.80):</b>")
+    assert note[2].startswith("<b>within-strata AUROC above 0.5:</b>")
     assert "tiny" in fig.layout.title.subtitle.text
 
 
@@ -199,7 +218,7 @@ def test_separation_says_when_nothing_beats_tokenization(tmp_path):
     tokens = {"auroc": 0.99, "auroc_low": 0.97, "auroc_high": 1.0, "n_test": 40}
     write_score(tmp_path, tokens)
     fig = separation_by_layer(tmp_path)
-    assert "nothing beats the tokenization baseline AUROC 0.99" in fig.layout.annotations[0].text
+    assert "<b>tokenization only (0.99):</b> nothing" in fig.layout.annotations[0].text
     line = by_name(fig, "difference of means, last entity token")
     assert set(line.marker.symbol) == {"circle-open"}
     # a frame alone: no baseline, no latents
@@ -216,13 +235,17 @@ def test_top_latents_table_lists_the_files_latents(results):
     cells = dict(zip(header, table.cells.values, strict=True))
     assert len(cells["latent"]) == len(want) == 2 * 2 * 5
     assert sorted(map(int, cells["latent"])) == sorted(want.latent.tolist())
-    assert {"sep. city", "sep. person", "density", "within strata"} <= set(cells)
+    assert {"sep. city", "sep. person", "density", "within strata [95% CI]"} <= set(cells)
     row = list(cells["latent"]).index("4100")  # block 4, unknown, rank 0
     source = want[want.latent == 4100].iloc[0]
     assert cells["AUROC [95% CI]"][row] == (
         f"{source.auroc:.2f} [{source.auroc_low:.2f}, {source.auroc_high:.2f}]"
     )
     assert cells["beats tokens"][row] == ("yes" if source.beats_tokens else "no")
+    assert cells["beats tok. + type"][row] == ("yes" if source.beats_type else "no")
+    assert cells["within strata [95% CI]"][row] == (
+        f"{source.auroc_strata:.2f} [{source.auroc_strata_low:.2f}, {source.auroc_strata_high:.2f}]"
+    )
     assert cells["fires most on"][row] == "Paris, Lima, E40"
     assert cells["min sep."][row] == "0.50" and cells["sep. person"][row] == "0.51"
     with pytest.raises(ValueError, match="no latents at position 'middle'"):

@@ -19,6 +19,7 @@ from interp.entities.scoring import (
     capture_entities,
     diff_means_by_layer,
     separation,
+    strata_of,
     stratified_auroc,
     tokenization_baseline,
 )
@@ -120,22 +121,58 @@ def test_ambiguous_entities_are_left_out_and_none_labelled_is_an_error(tiny, tmp
 
 def test_stratified_auroc_counts_only_pairs_within_a_stratum():
     rng = np.random.default_rng(0)
-    scores = rng.normal(size=40)
-    known = rng.random(40) < 0.5
-    n_tokens = rng.integers(1, 7, size=40)
-    word_start = rng.random(40) < 0.5
-    value, pairs = stratified_auroc(scores, known, n_tokens, word_start)
+    n = 60
+    scores = rng.normal(size=n)
+    known = rng.random(n) < 0.5
+    n_tokens = rng.integers(1, 7, size=n)
+    word_start = rng.random(n) < 0.5
+    types = rng.choice(["city", "book"], size=n)
+    est, pairs = stratified_auroc(scores, known, strata_of(types, n_tokens, word_start))
     wins = total = 0.0
-    for i, j in itertools.product(range(40), range(40)):
-        same = min(n_tokens[i], 4) == min(n_tokens[j], 4) and word_start[i] == word_start[j]
+    for i, j in itertools.product(range(n), range(n)):
+        same = (
+            min(n_tokens[i], 4) == min(n_tokens[j], 4)
+            and word_start[i] == word_start[j]
+            and types[i] == types[j]
+        )
         if known[i] and not known[j] and same:
             total += 1
             wins += 1.0 if scores[i] > scores[j] else 0.5 if scores[i] == scores[j] else 0.0
-    assert pairs == total and value == pytest.approx(wins / total)
-    # a score that is only the token count wins nothing inside a stratum of one token count
-    bucket = np.minimum(n_tokens, 4)
-    flat, _ = stratified_auroc(bucket.astype(float), known, n_tokens, word_start)
-    assert flat == pytest.approx(0.5)
+    assert pairs == total and est.value == pytest.approx(wins / total)
+    assert est.low < est.value < est.high
+    # neither the token count nor the type wins anything inside a stratum
+    for confound in (np.minimum(n_tokens, 4).astype(float), (types == "city").astype(float)):
+        flat, _ = stratified_auroc(confound, known, strata_of(types, n_tokens, word_start))
+        assert flat.value == pytest.approx(0.5)
+    # a score that orders every within-stratum pair gets 1 in every resample
+    perfect, _ = stratified_auroc(
+        known.astype(float), known, strata_of(types, n_tokens, word_start)
+    )
+    assert (perfect.value, perfect.low, perfect.high) == (1.0, 1.0, 1.0)
+
+
+def test_stratified_auroc_interval_is_a_bootstrap_over_entities():
+    """The interval recomputed here: resample entities, count each pair by its draws."""
+    rng = np.random.default_rng(1)
+    n = 30
+    scores = rng.normal(size=n)
+    known = np.arange(n) % 2 == 0
+    strata = np.where(np.arange(n) < 15, "a", "b")
+    est, _ = stratified_auroc(scores, known, strata, n_resamples=400, seed=3)
+    draws = np.random.default_rng(3).integers(0, n, size=(400, n))  # scipy's percentile draws
+    values = []
+    for draw in draws:
+        counts = np.bincount(draw, minlength=n)
+        wins = total = 0.0
+        for i, j in itertools.product(range(n), range(n)):
+            if known[i] and not known[j] and strata[i] == strata[j]:
+                w = counts[i] * counts[j]
+                total += w
+                wins += w * (1.0 if scores[i] > scores[j] else 0.5 if scores[i] == scores[j] else 0)
+        if total:
+            values.append(wins / total)
+    low, high = np.percentile(values, [2.5, 97.5])
+    assert (est.low, est.high) == pytest.approx((low, high), abs=0.03)
 
 
 def test_separation_is_frequency_known_minus_unknown_per_type():
@@ -167,7 +204,11 @@ def test_baselines_see_what_tokenization_and_the_residual_give(tiny, tmp_path):
     frame["word_start"] = True
     frame["origin"] = "real"
     perfect = tokenization_baseline(pd.concat([frame] * 3, ignore_index=True))
-    assert perfect["auroc"] == pytest.approx(1.0)
+    assert perfect["auroc"] == pytest.approx(1.0) and perfect["type_auroc"] == pytest.approx(1.0)
+    # when the type alone decides the label, only the regression with the type sees it
+    by_type = frame.assign(n_tokens=2, label=np.where(frame["type"] == "city", "known", "unknown"))
+    typed = tokenization_baseline(pd.concat([by_type] * 3, ignore_index=True))
+    assert typed["auroc"] == pytest.approx(0.5) and typed["type_auroc"] == pytest.approx(1.0)
     acts.frame = frame
     table = diff_means_by_layer(acts, tokens_auroc=0.5)
     assert set(table["position"]) == {"last", "after"}
