@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -122,7 +123,12 @@ def _pause_after_tokenizer_save(signal_file: Path) -> None:
     def save_then_pause(self, *args, **kwargs):
         out = save(self, *args, **kwargs)
         signal_file.touch()
-        time.sleep(600)  # killed here by the test
+        # killed here by the test. Short sleeps: Linux may hand the signal to one of torch's
+        # threads, and Python runs its handler only when the main thread wakes, which one long
+        # sleep would delay by up to its whole length
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
         return out
 
     PreTrainedTokenizerBase.save_pretrained = save_then_pause  # type: ignore[method-assign]
@@ -135,6 +141,9 @@ def main() -> None:
     parser.add_argument("--go", type=Path)
     parser.add_argument("--pause", type=Path)
     args = parser.parse_args()
+    # ctrl-c raises KeyboardInterrupt here even when the test runner was started in the
+    # background, whose children inherit SIGINT as ignored (Python then installs no handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     import interp
 

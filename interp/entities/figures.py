@@ -6,18 +6,20 @@ or a frame read from the file it draws, and returns a plotly figure in the house
 - `separation_by_layer`: held-out AUROC (known vs unknown real entities) of the
   difference-of-means direction by block, at the last entity token and at the token after it
   (bands: 95% CI; dashed: within strata of entity type × token count × word start), the
-  tokenization-only baseline (line and band) and the tokenization + entity type baseline
-  (dash-dot), and the best known / unknown SAE latent of each SAE block (markers, 95% bars);
-  filled markers beat tokenization (the lower end of their interval is above the baseline); the
-  note lists what beats each baseline and what stays above 0.5 within strata;
+  tokenization-only baseline (line and band), the tokenization + entity type baseline
+  (dash-dot), the within-strata null (the name's length only), and the best known / unknown SAE
+  latent of each SAE block (markers, 95% bars); filled markers beat tokenization (the lower end
+  of their interval is above the baseline); the note lists what beats each baseline;
 - `top_latents`: a table of the top latents per SAE block and kind: separation (minimum over
   types and per type), density, held-out AUROC [95% CI], within-strata AUROC [95% CI], whether
   it beats tokenization and tokenization + type, and the entities it fires on most;
 - `steering_curves`: refusal rate (left) and hallucination rate (right) against α for the
   unknown latent on known entities, the known latent on unknown and invented entities, random
-  latents on the same groups (pooled; band), and the unsteered and orthogonalized runs at α = 0;
+  latents of the same block on the same groups (pooled line; band: the range of the latents' own
+  rates), and the unsteered and orthogonalized runs at α = 0;
 - `sure_logit`: the " Yes" − " No" logit difference after "Are you sure you know …?" against α,
-  the same lines (means with 95% bootstrap intervals over entities);
+  the same lines (means with 95% bootstrap intervals over entities; band: the range of the
+  random latents' own means);
 - `attention_heads`: block × head heatmaps of the change in attention from the final position
   to the last entity token when that token is steered (steered − unsteered): the unknown latent
   and random latents on known entities, the known latent and random latents on unknown ones,
@@ -41,7 +43,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from interp.entities.steering import pooled
+from interp.entities.steering import latent_rates, pooled
 from interp.eval.stats import mean_ci
 from interp.figures.style import PALETTE, save_figure, style
 
@@ -223,32 +225,32 @@ def separation_by_layer(
             hoverinfo="skip",
         )
     )
-    if tokens is not None and _finite(tokens.get("auroc")):
-        value = float(tokens["auroc"])
-        if _finite(tokens.get("auroc_low")) and _finite(tokens.get("auroc_high")):
+    # the baselines: (key in tokenization.json, legend name, line colour, width, dash)
+    baselines = (
+        ("auroc", "tokenization only", "#444444", 2.0, "dash"),
+        ("surface_strata", "within strata, the name's length only", "#888888", 1.5, "longdashdot"),
+        ("type_auroc", "tokenization + entity type", "#111111", 2.0, "dashdot"),
+    )
+    for key, name, color, width, dash in baselines:
+        if tokens is None or not _finite(tokens.get(key)):
+            continue
+        value = float(tokens[key])
+        if (
+            key == "auroc"
+            and _finite(tokens.get("auroc_low"))
+            and _finite(tokens.get("auroc_high"))
+        ):
             low, high = float(tokens["auroc_low"]), float(tokens["auroc_high"])
-            _band(fig, span, [low, low], [high, high], "#666666", "tokenization only")
+            _band(fig, span, [low, low], [high, high], "#666666", name)
         fig.add_trace(
             go.Scatter(
                 x=span,
                 y=[value, value],
                 mode="lines",
-                line={"color": "#444444", "width": 2, "dash": "dash"},
-                name=f"tokenization only (logistic regression): {value:.2f}",
-                legendgroup="tokenization only",
-                hovertemplate=f"tokenization baseline {value:.3f}<extra></extra>",
-            )
-        )
-    if tokens is not None and _finite(tokens.get("type_auroc")):
-        value = float(tokens["type_auroc"])
-        fig.add_trace(
-            go.Scatter(
-                x=span,
-                y=[value, value],
-                mode="lines",
-                line={"color": "#111111", "width": 2, "dash": "dashdot"},
-                name=f"tokenization + entity type (logistic regression): {value:.2f}",
-                hovertemplate=f"tokenization + type baseline {value:.3f}<extra></extra>",
+                line={"color": color, "width": width, "dash": dash},
+                name=f"{name} (logistic regression): {value:.2f}",
+                legendgroup=name,
+                hovertemplate=f"{name}: {value:.3f}<extra></extra>",
             )
         )
     for i, (position, label) in enumerate(POSITIONS.items()):
@@ -367,7 +369,11 @@ def separation_by_layer(
     floor = min([0.3, *(float(v) - 0.02 for v in lowest if _finite(v))])
     fig.update_yaxes(range=[floor, 1.02])
     lines = summary.count("<br>") + 1
-    fig.update_layout(height=680 + 18 * lines, margin={"t": 160 + 18 * lines, "b": 190})
+    fig.update_layout(
+        height=760 + 18 * lines,
+        margin={"t": 160 + 18 * lines, "b": 250},
+        legend={"y": -0.24},
+    )
     return fig
 
 
@@ -380,7 +386,12 @@ def _beats_summary(
     verdicts = [("beats_tokens", f"tokenization only ({float(tokens['auroc']):.2f})")]
     if _finite(tokens.get("type_auroc")):
         verdicts.append(("beats_type", f"tokenization + type ({float(tokens['type_auroc']):.2f})"))
-    verdicts.append(("beats_strata", "within-strata AUROC above 0.5"))
+    within = (
+        f"within strata, above name length only ({float(tokens['surface_strata']):.2f})"
+        if _finite(tokens.get("surface_strata"))
+        else "within strata, above chance (0.50)"
+    )
+    verdicts.append(("beats_strata", within))
     best = sae[(sae["position"] == "last") & (sae["rank"] == 0)] if sae is not None else None
     lines = []
     for column, name in verdicts:
@@ -551,12 +562,18 @@ def steering_curves(results: Source, *, model: str | None = None) -> go.Figure:
             ].sort_values("alpha")
             if not random.empty and metric in random:
                 name = _pair_name(baseline, group)
-                if f"{metric}_low" in random:
+                # the band: the range of the random latents' own rates (or the pooled CI)
+                low, high = (
+                    (f"{metric}_latent_min", f"{metric}_latent_max")
+                    if f"{metric}_latent_min" in random
+                    else (f"{metric}_low", f"{metric}_high")
+                )
+                if low in random:
                     _band(
                         fig,
                         random["alpha"],
-                        random[f"{metric}_low"].fillna(random[metric]),
-                        random[f"{metric}_high"].fillna(random[metric]),
+                        random[low].fillna(random[metric]),
+                        random[high].fillna(random[metric]),
                         color,
                         name,
                         row=1,
@@ -599,9 +616,9 @@ def steering_curves(results: Source, *, model: str | None = None) -> go.Figure:
         "rate (share of questions)",
         subtitle=(
             f"{_lead(model)}held-out entities, up to {n} questions per point (random: pooled over "
-            "latents); bars and bands: 95% bootstrap CI;<br>solid: the chosen latent, dotted: "
-            "random latents of its SAE block on the same group; α = 0: no steering (markers "
-            "spread apart)"
+            "latents); bars: 95% bootstrap CI; bands: range of the random latents' own rates;"
+            "<br>solid: the chosen latent, dotted: random latents of its SAE block on the same "
+            "group; α = 0: no steering (markers spread apart)"
         ),
     )
     _panels(fig)
@@ -656,11 +673,14 @@ def _panels(fig: go.Figure) -> None:
 def sure_summary(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Mean Yes − No logit difference with a 95% bootstrap CI per group, condition and α;
     the random latents pooled by block, "random_known" and "random_unknown" (every entity ×
-    latent a value)."""
+    latent a value), with the range of their latents' own means (`latent_min`, `latent_max`)."""
+    per_latent = frame.groupby(["group", "condition", "alpha"])[["yes_minus_no"]].mean()
     pools = frame.assign(condition=frame["condition"].astype(str).map(pooled))
     rows = []
     for (group, condition, alpha), part in pools.groupby(["group", "condition", "alpha"]):
         values = part["yes_minus_no"].astype(float).to_numpy()
+        means = latent_rates(per_latent, group, condition, alpha)["yes_minus_no"]
+        random = str(condition).startswith("random")
         row: dict[str, Any] = {
             "group": group,
             "condition": condition,
@@ -669,6 +689,8 @@ def sure_summary(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
             "mean": float(values.mean()),
             "mean_low": math.nan,
             "mean_high": math.nan,
+            "latent_min": float(means.min()) if random else math.nan,
+            "latent_max": float(means.max()) if random else math.nan,
         }
         if len(values) >= 2:
             est = mean_ci(values, n_resamples=1000, seed=seed)
@@ -697,7 +719,7 @@ def sure_logit(results: Source, *, model: str | None = None) -> go.Figure:
                 continue
             name = _pair_name(cond, group)
             if cond.startswith("random"):
-                _band(fig, rows["alpha"], rows["mean_low"], rows["mean_high"], color, name)
+                _band(fig, rows["alpha"], rows["latent_min"], rows["latent_max"], color, name)
             fig.add_trace(
                 go.Scatter(
                     x=rows["alpha"],
@@ -738,9 +760,9 @@ def sure_logit(results: Source, *, model: str | None = None) -> go.Figure:
         'logit(" Yes") − logit(" No")',
         subtitle=(
             f"{_lead(model)}held-out entities; mean over entities (random: over entities × "
-            "latents), bars and bands: 95% bootstrap CI;<br>solid: the chosen latent, dotted: "
-            "random latents of its SAE block on the same group; α = 0: no steering (markers "
-            "spread apart)"
+            "latents), bars: 95% bootstrap CI; bands: range of the random latents' own means;"
+            "<br>solid: the chosen latent, dotted: random latents of its SAE block on the same "
+            "group; α = 0: no steering (markers spread apart)"
         ),
     )
     fig.update_xaxes(**_alpha_ticks(alphas))

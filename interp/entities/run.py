@@ -15,6 +15,7 @@ inputs are missing says which command makes them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -121,10 +122,8 @@ def score(
     data_acts = capture_entities(model, data, labels)
     start = time.perf_counter()
     tokens = tokenization_baseline(data_acts.frame)
-    layers = diff_means_by_layer(data_acts, tokens["auroc"], tokens["type_auroc"])
-    latents = score_latents(
-        data_acts, saes, top=top, tokens_auroc=tokens["auroc"], type_auroc=tokens["type_auroc"]
-    )
+    layers = diff_means_by_layer(data_acts, tokens)
+    latents = score_latents(data_acts, saes, top=top, baselines=tokens)
     scoring_seconds = time.perf_counter() - start
     data_acts.frame.to_csv(root / "entities.csv", index=False)
     layers.to_csv(root / "layers.csv", index=False)
@@ -151,12 +150,15 @@ def choose_latents(latents: pd.DataFrame, saes: Sequence[LoadedSAE]) -> dict[str
         if rows.empty:
             raise ValueError(
                 f"no SAE block has a {kind} latent with positive separation in every entity type "
-                "at the last entity token; there is nothing to steer (see latents.csv)"
+                "at the last entity token, so there is nothing to steer (see latents.csv); label "
+                f"more entities of the types where few are {kind}, or score wider SAEs or more "
+                "blocks"
             )
         best = rows.loc[rows["separation"].idxmax()]
         sae = next(s for s in saes if s.layer == int(best["layer"]))
         chosen[kind] = {
             "sae": sae.source,
+            "sae_digest": sae_digest(sae),
             "layer": int(best["layer"]),
             "latent": int(best["latent"]),
             "separation": float(best["separation"]),
@@ -164,6 +166,29 @@ def choose_latents(latents: pd.DataFrame, saes: Sequence[LoadedSAE]) -> dict[str
             "auroc_strata": float(best["auroc_strata"]),
         }
     return chosen
+
+
+def sae_digest(sae: LoadedSAE) -> str:
+    """A short digest of the SAE's decoder weights: the same SAE under any path or name."""
+    weights = sae.sae.W_dec.detach().float().cpu().contiguous().numpy()
+    return hashlib.sha256(weights.tobytes()).hexdigest()[:16]
+
+
+def _find_sae(saes: Sequence[LoadedSAE], chosen: dict[str, Any], kind: str) -> LoadedSAE:
+    """The SAE `chosen` names, by its source or (given another way) by its weights digest."""
+    for sae in saes:
+        if sae.source == chosen["sae"]:
+            return sae
+    digest = chosen.get("sae_digest")
+    for sae in saes:
+        if digest and sae.layer == chosen["layer"] and sae_digest(sae) == digest:
+            return sae
+    given = ", ".join(s.source for s in saes) or "none"
+    raise ValueError(
+        f"the chosen {kind} latent is in SAE {chosen['sae']} (block {chosen['layer']}, weights "
+        f"digest {digest or 'not recorded'}), which is not among the SAEs given ({given}); pass "
+        "that SAE with --sae (its directory or shipped name)"
+    )
 
 
 def chosen_saes(root: Path) -> list[str]:
@@ -178,9 +203,10 @@ def read_chosen(root: Path) -> dict[str, Any]:
     if not isinstance(chosen, dict) or any(
         not isinstance(chosen.get(kind), dict) or "latent" not in chosen[kind] for kind in KINDS
     ):
+        found = ", ".join(map(str, chosen)) if isinstance(chosen, dict) else type(chosen).__name__
         raise ValueError(
-            f"{path} does not hold a known and an unknown latent (an older layout?); run "
-            "`interp entities score` again"
+            f"{path} does not hold a known and an unknown latent (it holds: {found}; an older "
+            f"layout?); run `interp entities score --out {root}` again"
         )
     return chosen
 
@@ -236,17 +262,7 @@ def steer(
     """
     root = output_dir(out)
     chosen = read_chosen(root)
-    by_source = {s.source: s for s in saes}
-    picked: dict[str, LoadedSAE] = {}
-    for kind in KINDS:
-        source = chosen[kind]["sae"]
-        if source not in by_source:
-            given = ", ".join(by_source) or "none"
-            raise ValueError(
-                f"the chosen {kind} latent is in SAE {source} (block {chosen[kind]['layer']}), "
-                f"which was not given (given: {given}); pass --sae {source}"
-            )
-        picked[kind] = by_source[source].check(model)
+    picked = {kind: _find_sae(saes, chosen[kind], kind).check(model) for kind in KINDS}
     groups = _groups(data, root, per_group)
     questions = [question(e, data, i)[0] for g in groups.values() for i, e in enumerate(g)]
     blocks = sorted({sae.layer for sae in picked.values()})
@@ -257,9 +273,10 @@ def steer(
     meta: dict[str, Any] = {}
     for kind, sae in picked.items():
         active = (sae.encode(acts.acts["last"][:, blocks.index(sae.layer)]) > 0).numpy()
-        per_type, _ = separation(active.astype(float), acts.frame, train)
+        per_type, types = separation(active.astype(float), acts.frame, train)
         density = sae.density.numpy() if sae.density is not None else np.ones(sae.d_sae)
-        randoms = random_latents(per_type, density, n_random, seed=0)
+        where = f"SAE {sae.source} (block {sae.layer})"
+        randoms = random_latents(per_type, density, n_random, seed=0, types=types, where=where)
         # α is in units of the mean residual norm at the SAE's block, over the question prompts
         norm = residual_norm(model, questions, sae.layer)
         named = {f"{kind}_latent": int(chosen[kind]["latent"])}

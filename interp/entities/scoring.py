@@ -19,10 +19,11 @@ Protocol (Ferrando et al. 2025, eq. 6–7; papers.md §3.2), in one batched capt
    the training entities, projected on held-out ones), a tokenization-only logistic regression
    on (token count, word-start flag), and the same regression with the entity type added (the
    types differ in how many of their entities the model knows, so the type alone predicts the
-   label). Verdicts, each on the lower end of the 95% interval: `beats_tokens` (above the
-   tokenization-only AUROC: the issue's criterion), `beats_type` (above tokenization + type)
-   and `beats_strata` (within-strata AUROC above 0.5: inside a stratum both baselines are
-   constant, so this is the test that neither confound can pass).
+   label), and with the name's length added (inside a stratum the type and the tokenization are
+   fixed, but the length of the name still varies). Verdicts, each on the lower end of the 95%
+   interval: `beats_tokens` (above the tokenization-only AUROC: the issue's criterion),
+   `beats_type` (above tokenization + type) and `beats_strata` (within-strata AUROC above the
+   length baseline's within-strata AUROC, or above 0.5 when that cannot be fitted).
 
 Unknown entities are real entities the model answered wrongly (labels from its own answers);
 invented names are an extra control, reported separately (`auroc_invented`).
@@ -31,7 +32,7 @@ invented names are an extra control, reported separately (`auroc_invented`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -236,54 +237,91 @@ def _features(frame: pd.DataFrame, with_type: bool) -> np.ndarray:
     return np.stack(x, 1)
 
 
+def _surface_features(frame: pd.DataFrame) -> np.ndarray:
+    """One column per stratum (`strata_of`) and the name's length in characters: inside a
+    stratum, all this regression can use is the length of the name."""
+    strata = strata_of(
+        frame["type"].to_numpy(), frame["n_tokens"].to_numpy(), frame["word_start"].to_numpy()
+    )
+    x = [(strata == key).astype(float) for key in np.unique(strata)]
+    x.append(frame["name"].astype(str).str.len().to_numpy(float))
+    return np.stack(x, 1)
+
+
 def _logistic_held_out(
     x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], np.ndarray | None]:
     """Logistic regression fitted on `train`: held-out AUROC with its 95% interval (NaN when a
-    split lacks one label)."""
+    split lacks one label), and its scores for every row (None when it could not be fitted)."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
 
     nan = float("nan")
     out = {"auroc": nan, "auroc_low": nan, "auroc_high": nan, "n_test": int(test.sum())}
     if len(set(y[train].tolist())) < 2:
-        return out
-    clf = LogisticRegression(random_state=seed).fit(x[train], y[train])
+        return out, None
+    scale = StandardScaler().fit(x[train])
+    clf = LogisticRegression(random_state=seed).fit(scale.transform(x[train]), y[train])
+    scores = clf.predict_proba(scale.transform(x))[:, 1]
     try:
-        est = auroc(y[test].astype(float), clf.predict_proba(x[test])[:, 1], n_resamples=1000)
+        est = auroc(y[test].astype(float), scores[test], n_resamples=1000)
     except ValueError:  # too few held-out entities of one label
-        return out
-    return {"auroc": est.value, "auroc_low": est.low, "auroc_high": est.high, "n_test": est.n}
+        return out, scores
+    return {"auroc": est.value, "auroc_low": est.low, "auroc_high": est.high, "n_test": est.n}, (
+        scores
+    )
 
 
 def tokenization_baseline(frame: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
-    """Logistic regression on (token count, word-start flag): train split → held-out AUROC,
-    plus its 5-fold cross-validated AUROC over all real entities (`auroc_cv5`), and the same
-    regression with the entity type added (`type_auroc`, `type_auroc_low`, `type_auroc_high`):
-    when the types differ in how many of their entities are known, the type alone predicts the
-    label, and a direction fitted across types can ride on it."""
+    """Logistic regressions on surface features, fitted on the train split, scored held out.
+
+    - `auroc` (+ `_low`, `_high`, and `auroc_cv5`, 5-fold cross-validated over all real
+      entities): token count and word-start flag, the issue's tokenization-only baseline;
+    - `type_auroc` (+ interval): the same with the entity type added. When the types differ in
+      how many of their entities are known, the type alone predicts the label, and a direction
+      fitted across types can ride on it;
+    - `surface_auroc` (+ interval): a regression on the stratum (type × token count × word
+      start, one column each) and the name's length in characters, and `surface_strata`
+      (+ interval): its AUROC within strata, where only the length is left to it: the null a
+      direction's within-strata AUROC must beat.
+    """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     real = (frame["origin"] == "real").to_numpy()
     y = (frame["label"] == "known").to_numpy()
     train = real & (frame["split"] == "train").to_numpy()
     test = real & (frame["split"] == "test").to_numpy()
     x = _features(frame, with_type=False)
-    out = _logistic_held_out(x, y, train, test, seed)
-    typed = _logistic_held_out(_features(frame, with_type=True), y, train, test, seed)
+    out, _ = _logistic_held_out(x, y, train, test, seed)
+    typed, _ = _logistic_held_out(_features(frame, with_type=True), y, train, test, seed)
     out |= {f"type_{k}": typed[k] for k in ("auroc", "auroc_low", "auroc_high")}
+    surface, scores = _logistic_held_out(_surface_features(frame), y, train, test, seed)
+    out |= {f"surface_{k}": surface[k] for k in ("auroc", "auroc_low", "auroc_high")}
+    nan = float("nan")
+    out |= {"surface_strata": nan, "surface_strata_low": nan, "surface_strata_high": nan}
+    if scores is not None:
+        strata = strata_of(
+            frame["type"].to_numpy()[test],
+            frame["n_tokens"].to_numpy()[test],
+            frame["word_start"].to_numpy()[test],
+        )
+        est, _ = stratified_auroc(scores[test], y[test], strata)
+        out |= {"surface_strata": est.value, "surface_strata_low": est.low}
+        out["surface_strata_high"] = est.high
     # and 5-fold cross-validated over every real entity (a check on the one held-out split)
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
     if min(int(y[real].sum()), int((~y[real]).sum())) >= 5:
-        cv = cross_val_predict(
-            LogisticRegression(), x[real], y[real], cv=folds, method="predict_proba"
-        )[:, 1]
+        model = make_pipeline(StandardScaler(), LogisticRegression())
+        cv = cross_val_predict(model, x[real], y[real], cv=folds, method="predict_proba")[:, 1]
         out["auroc_cv5"] = auroc(y[real].astype(float), cv, n_resamples=200).value
     return out
 
 
 def diff_means_by_layer(
-    data: EntityActivations, tokens_auroc: float, type_auroc: float = float("nan")
+    data: EntityActivations, baselines: Mapping[str, Any] | None = None
 ) -> pd.DataFrame:
     """Held-out AUROC of the difference-of-means direction at every captured block."""
     frame = data.frame
@@ -305,15 +343,20 @@ def diff_means_by_layer(
                     **_held_out(scores, frame, test, "known"),
                 }
             )
-    return _verdicts(pd.DataFrame(rows), tokens_auroc, type_auroc)
+    return _verdicts(pd.DataFrame(rows), baselines or {})
 
 
-def _verdicts(table: pd.DataFrame, tokens_auroc: float, type_auroc: float) -> pd.DataFrame:
-    """Whether each held-out AUROC beats the baselines (module docstring, step 4)."""
+def _verdicts(table: pd.DataFrame, baselines: Mapping[str, Any]) -> pd.DataFrame:
+    """Whether each held-out AUROC beats the baselines (`tokenization_baseline`'s output; module
+    docstring, step 4); a missing baseline is beaten by nothing, except the within-strata null,
+    which falls back to chance (0.5)."""
+    nan = float("nan")
+    null = baselines.get("surface_strata", nan)
+    null = 0.5 if not np.isfinite(null) else float(null)
     if not table.empty:
-        table["beats_tokens"] = table["auroc_low"] > tokens_auroc
-        table["beats_type"] = table["auroc_low"] > type_auroc
-        table["beats_strata"] = table["auroc_strata_low"] > 0.5
+        table["beats_tokens"] = table["auroc_low"] > baselines.get("auroc", nan)
+        table["beats_type"] = table["auroc_low"] > baselines.get("type_auroc", nan)
+        table["beats_strata"] = table["auroc_strata_low"] > null
     return table
 
 
@@ -341,8 +384,7 @@ def score_latents(
     *,
     top: int = 10,
     density_limit: float | None = DENSITY_LIMIT,
-    tokens_auroc: float = float("nan"),
-    type_auroc: float = float("nan"),
+    baselines: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """The top known and unknown latents of every SAE, at both positions, with held-out scores."""
     frame = data.frame
@@ -411,4 +453,4 @@ def score_latents(
                             **held,
                         }
                     )
-    return _verdicts(pd.DataFrame(rows), tokens_auroc, type_auroc)
+    return _verdicts(pd.DataFrame(rows), baselines or {})

@@ -133,8 +133,9 @@ def pooled(condition: str) -> str:
 def latent_edit(condition: Condition, alpha: float, positions: Positions) -> iv.Intervention:
     """α × ‖resid‖ × the unit decoder row at the condition's block, on `positions`.
 
-    Labelled by block and latent (not by role), so the same latent steered under two roles is
-    one stored generation.
+    Labelled by block and latent, not by role: the edit is what it adds. (A steering cell's
+    config also holds the role, so one latent steered under two roles is stored twice; that
+    happens only for random latents when both kinds come from one block.)
     """
     return iv.add(
         condition.direction,
@@ -176,11 +177,37 @@ def question(entity: Entity, data: EntitySet, index: int = 0) -> tuple[list[dict
     return [{"role": "user", "content": attr.ask(entity.name)}], attr.name
 
 
-def random_latents(separations: np.ndarray, density: np.ndarray, n: int, seed: int) -> list[int]:
-    """`n` latents whose separation is 0 in every type and that fire on generic text."""
+def random_latents(
+    separations: np.ndarray,
+    density: np.ndarray,
+    n: int,
+    seed: int,
+    *,
+    types: Sequence[str] | None = None,
+    where: str = "the SAE",
+) -> list[int]:
+    """`n` latents whose separation is 0 in every type and that fire on generic text.
+
+    `separations` is [type, latent] (`scoring.separation`); `types` names its rows and `where`
+    the SAE, for the error.
+    """
     zero = np.where((np.abs(separations) == 0).all(axis=0) & (density > 0))[0]
     if zero.size < n:
-        raise ValueError(f"only {zero.size} latents have zero separation; ask for ≤ {zero.size}")
+        undefined = [
+            str(types[i]) if types is not None else f"row {i}"
+            for i in range(separations.shape[0])
+            if np.isnan(separations[i]).all()
+        ]
+        why = (
+            f"; the types {', '.join(undefined)} have no known or no unknown training entity, so "
+            "no latent has a defined separation there: label more entities of those types"
+            if undefined
+            else f"; ask for ≤ {zero.size} (--random)"
+        )
+        raise ValueError(
+            f"only {zero.size} latents of {where} have zero separation in every type and fire on "
+            f"generic text, {n} asked{why}"
+        )
     rng = np.random.default_rng(seed)
     return sorted(int(j) for j in rng.choice(zero, size=n, replace=False))
 
@@ -272,8 +299,13 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     """Refusal and hallucination rates (95% bootstrap intervals) per group, condition and α.
 
     The random latents are pooled by block: "random_known" (those at the known latent's block)
-    and "random_unknown" (each latent's own rate stays in `frame`).
+    and "random_unknown" (each latent's own rate stays in `frame`). A pool's interval treats its
+    answers as independent; `{metric}_latent_min` / `_latent_max` give the range of its latents'
+    own rates, the comparison a single chosen latent should be read against.
     """
+    per_latent = frame.groupby(["group", "condition", "alpha"])[
+        ["refusal", "hallucination", "correct"]
+    ].mean()
     frame = frame.assign(condition=frame["condition"].map(pooled))
     rows = []
     for (group, cond, alpha), part in frame.groupby(["group", "condition", "alpha"]):
@@ -287,8 +319,25 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
                 )
             else:
                 row.update({metric: float(values.mean()) if len(values) else math.nan})
+            if str(cond).startswith("random"):
+                rates = latent_rates(per_latent, group, cond, alpha)[metric]
+                row.update(
+                    {f"{metric}_latent_min": rates.min(), f"{metric}_latent_max": rates.max()}
+                )
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def latent_rates(per_latent: pd.DataFrame, group: str, pool: str, alpha: float) -> pd.DataFrame:
+    """The rows of a (group, condition, α)-indexed table for the latents of one random pool."""
+    index = per_latent.index
+    names = index.get_level_values("condition").map(pooled)
+    picked = (
+        (index.get_level_values("group") == group)
+        & (names == pool)
+        & (index.get_level_values("alpha") == alpha)
+    )
+    return per_latent[picked]
 
 
 def yes_no_token_ids(model: Model) -> tuple[int, int]:

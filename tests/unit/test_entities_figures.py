@@ -210,7 +210,7 @@ def test_separation_shows_the_directions_the_baseline_and_the_best_latents(resul
         if len(blocks):
             assert f"last entity token: blocks {blocks.min()}" in line, line
     assert note[1].startswith("<b>tokenization + type (0.80):</b>")
-    assert note[2].startswith("<b>within-strata AUROC above 0.5:</b>")
+    assert note[2].startswith("<b>within strata, above chance (0.50):</b>")
     assert "tiny" in fig.layout.title.subtitle.text
 
 
@@ -221,6 +221,16 @@ def test_separation_says_when_nothing_beats_tokenization(tmp_path):
     assert "<b>tokenization only (0.99):</b> nothing" in fig.layout.annotations[0].text
     line = by_name(fig, "difference of means, last entity token")
     assert set(line.marker.symbol) == {"circle-open"}
+    # with the within-strata null saved: its line, and the verdict named by it
+    write_score(tmp_path / "null", {**tokens, "surface_strata": 0.7})
+    fig = separation_by_layer(tmp_path / "null")
+    assert list(
+        by_name(fig, "within strata, the name's length only (logistic regression): 0.70").y
+    ) == [
+        0.7,
+        0.7,
+    ]
+    assert "within strata, above name length only (0.70)" in fig.layout.annotations[0].text
     # a frame alone: no baseline, no latents
     alone = separation_by_layer(pd.read_csv(tmp_path / "layers.csv"))
     assert not [t for t in alone.data if str(t.name).startswith(("tokenization", "best"))]

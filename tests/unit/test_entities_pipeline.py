@@ -5,6 +5,7 @@ activation among known minus unknown training entities, minimum over types)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -144,6 +145,14 @@ def test_steer_runs_every_condition_and_resumes(tiny, setup, monkeypatch):
         "random_unknown_0",
         "random_unknown_1",
     }
+    # the fixture's two SAEs put the two kinds in different blocks, so both paths run
+    assert chosen["known"]["layer"] != chosen["unknown"]["layer"]
+    picked = run._groups(data, out, per_group=2)
+    questions = [run.question(e, data, i)[0] for g in picked.values() for i, e in enumerate(g)]
+    norms = {k: run.residual_norm(tiny, questions, chosen[k]["layer"]) for k in chosen}
+    assert norms["known"] != pytest.approx(norms["unknown"])
+    for kind in ("known", "unknown"):  # each latent scaled by its own block's residual norm
+        assert meta[kind]["resid_norm"] == pytest.approx(norms[kind])
     for kind in ("known", "unknown"):  # every latent steered at its own SAE's block
         steered = results[results["condition"].str.match(rf"(random_)?{kind}")]
         assert set(steered["layer"]) == {chosen[kind]["layer"]} == {meta[kind]["layer"]}
@@ -172,6 +181,19 @@ def test_steer_runs_every_condition_and_resumes(tiny, setup, monkeypatch):
         tiny, data, saes, out, alphas=(1.0, 2.0), per_group=2, n_random=2, batch_size=8
     )
     pd.testing.assert_frame_equal(again, results)
+    # the same SAEs copied elsewhere are found by their weights, and nothing is regenerated
+    import shutil
+
+    copies = []
+    for sae in saes:
+        target = out.parent / f"copy-of-{Path(sae.source).name}"
+        if not target.exists():
+            shutil.copytree(sae.source, target)
+        copies.append(load_sae(target))
+    moved = run.steer(
+        tiny, data, copies, out, alphas=(1.0, 2.0), per_group=2, n_random=2, batch_size=8
+    )
+    pd.testing.assert_frame_equal(moved, results)
     written = draw_all(out, out / "figures", "tiny", formats=("html",))
     assert len(written) == 5
 

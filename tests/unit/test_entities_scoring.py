@@ -172,7 +172,7 @@ def test_stratified_auroc_interval_is_a_bootstrap_over_entities():
         if total:
             values.append(wins / total)
     low, high = np.percentile(values, [2.5, 97.5])
-    assert (est.low, est.high) == pytest.approx((low, high), abs=0.03)
+    assert (est.low, est.high) == pytest.approx((low, high), abs=1e-9)
 
 
 def test_separation_is_frequency_known_minus_unknown_per_type():
@@ -209,8 +209,15 @@ def test_baselines_see_what_tokenization_and_the_residual_give(tiny, tmp_path):
     by_type = frame.assign(n_tokens=2, label=np.where(frame["type"] == "city", "known", "unknown"))
     typed = tokenization_baseline(pd.concat([by_type] * 3, ignore_index=True))
     assert typed["auroc"] == pytest.approx(0.5) and typed["type_auroc"] == pytest.approx(1.0)
+    # the name's length: only the regression that sees it, inside strata too
+    by_length = frame.assign(
+        n_tokens=2, label=np.where(frame["name"].str.len() > 4, "known", "unknown")
+    )
+    surface = tokenization_baseline(pd.concat([by_length] * 3, ignore_index=True))
+    assert surface["surface_auroc"] == pytest.approx(1.0) and surface["type_auroc"] < 0.9
+    assert surface["surface_strata"] == pytest.approx(1.0)
     acts.frame = frame
-    table = diff_means_by_layer(acts, tokens_auroc=0.5)
+    table = diff_means_by_layer(acts, {"auroc": 0.5})
     assert set(table["position"]) == {"last", "after"}
     assert sorted(set(table["layer"])) == list(range(tiny.n_layers))
     # the direction is the train means' difference; its projection is recomputed here
@@ -224,3 +231,20 @@ def test_baselines_see_what_tokenization_and_the_residual_give(tiny, tmp_path):
     expected = np.mean([(p > q) + 0.5 * (p == q) for p in pos for q in neg])
     got = table[(table["position"] == "last") & (table["layer"] == 1)]["auroc"].item()
     assert got == pytest.approx(expected)
+
+    # within strata: one token count for all, so the strata are the entity types
+    acts.frame = frame.assign(n_tokens=2)
+    baselines = {"auroc": 0.55, "type_auroc": 0.7, "surface_strata": 0.6}
+    table = diff_means_by_layer(acts, baselines)
+    row = table[(table["position"] == "last") & (table["layer"] == 1)].iloc[0]
+    types = frame["type"].to_numpy()[~train]
+    wins = [
+        (p > q) + 0.5 * (p == q)
+        for i, p in enumerate(scores)
+        for j, q in enumerate(scores)
+        if y[i] and not y[j] and types[i] == types[j]
+    ]
+    assert row["auroc_strata"] == pytest.approx(np.mean(wins)) and row["strata_pairs"] == len(wins)
+    assert (table["beats_tokens"] == (table["auroc_low"] > 0.55)).all()
+    assert (table["beats_type"] == (table["auroc_low"] > 0.7)).all()
+    assert (table["beats_strata"] == (table["auroc_strata_low"] > 0.6)).all()

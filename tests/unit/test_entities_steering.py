@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
@@ -168,8 +169,8 @@ def test_latent_direction_is_the_decoder_row(tiny, sae):
         latent_direction(tiny, sae, sae.d_sae, resid_norm=1.0)
 
 
-def test_a_latent_steered_under_two_roles_is_one_stored_edit(tiny, sae, data):
-    """The edit is keyed by block and latent, not by role: random pools of one block share it."""
+def test_an_edit_is_identified_by_its_block_and_latent_not_its_role(tiny, sae, data):
+    """Two roles of one latent give the same edit; another latent gives another."""
     a, b, c = latent_conditions(
         tiny, sae, {"random_known_0": 7, "random_unknown_3": 7, "random_unknown_4": 8}, 2.0
     )
@@ -189,8 +190,12 @@ def test_random_latents_have_zero_separation_and_fire_on_text():
     separations = np.array([[0.0, 0.2, 0.0, 0.0, 0.0], [0.0, 0.0, -0.1, 0.0, 0.0]])
     density = np.array([0.01, 0.01, 0.01, 0.0, 0.3])
     assert random_latents(separations, density, 2, seed=0) == [0, 4]
-    with pytest.raises(ValueError, match="only 2 latents have zero separation"):
+    with pytest.raises(ValueError, match=r"only 2 latents of the SAE .* 3 asked; ask for ≤ 2"):
         random_latents(separations, density, 3, seed=0)
+    # a type without both labels leaves every separation undefined there: said, with the type
+    undefined = np.vstack([separations, np.full(5, np.nan)])
+    with pytest.raises(ValueError, match="the types book have no known or no unknown"):
+        random_latents(undefined, density, 1, seed=0, types=["city", "person", "book"])
 
 
 def test_attention_to_the_entity_equals_eager_hf_attention(tiny, tiny_dir, data, sae):
@@ -221,3 +226,33 @@ def test_attention_to_the_entity_equals_eager_hf_attention(tiny, tiny_dir, data,
     steered = entity_attention(tiny, prompts, names, plans, batch_size=2)
     torch.testing.assert_close(steered[:, : sae.layer + 1], got[:, : sae.layer + 1])
     assert (steered[:, sae.layer + 1 :] - got[:, sae.layer + 1 :]).abs().max() > 1e-4
+
+
+def test_summaries_give_each_random_latents_own_range():
+    """A pool's band is the range of its latents' own rates and means, computed here by hand."""
+    from interp.entities.figures import sure_summary
+    from interp.entities.steering import summarize
+
+    rows = []
+    for latent, refusals in (("random_known_0", [1, 1, 0, 0]), ("random_known_1", [0, 0, 0, 1])):
+        for i, refused in enumerate(refusals):
+            rows.append(
+                {"group": "known", "condition": latent, "alpha": 1.0, "refusal": bool(refused),
+                 "hallucination": not refused, "correct": False, "yes_minus_no": i + 10 * refused}
+            )  # fmt: skip
+    rows.append(
+        {"group": "known", "condition": "known_latent", "alpha": 1.0, "refusal": True,
+         "hallucination": False, "correct": False, "yes_minus_no": 3.0}
+    )  # fmt: skip
+    frame = pd.DataFrame(rows)
+    table = summarize(frame).set_index("condition")
+    pool = table.loc["random_known"]
+    assert pool["n"] == 8 and pool["refusal"] == pytest.approx(3 / 8)
+    assert (pool["refusal_latent_min"], pool["refusal_latent_max"]) == (0.25, 0.5)
+    assert np.isnan(table.loc["known_latent"].get("refusal_latent_min", np.nan))
+    sure = sure_summary(frame).set_index("condition")
+    means = [np.mean([0 + 10, 1 + 10, 2, 3]), np.mean([0, 1, 2, 3 + 10])]
+    assert (sure.loc["random_known", "latent_min"], sure.loc["random_known", "latent_max"]) == (
+        pytest.approx(min(means)),
+        pytest.approx(max(means)),
+    )

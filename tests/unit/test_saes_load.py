@@ -455,20 +455,35 @@ def gemma_scope_2_files(d_in: int = 640, d_sae: int = 16384) -> dict[str, np.nda
     return {key: value.astype(np.float32) for key, value in arrays.items()}
 
 
-def serve_gemma_scope_2(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, bytes]]:
+def serve_gemma_scope_2(
+    arrays: dict[str, np.ndarray], config: dict | None = None
+) -> dict[str, dict[str, bytes]]:
     from safetensors.numpy import save
 
     # pretrained_saes.yaml: gemma-scope-2-270m-pt-res → google/gemma-scope-2-270m-pt,
-    # layer_12_width_16k_l0_medium → resid_post/layer_12_width_16k_l0_medium (no config.json
-    # here: SAELens then infers the config from the folder name, as for repos without one)
-    path = "resid_post/layer_12_width_16k_l0_medium/params.safetensors"
-    return {"google/gemma-scope-2-270m-pt": {path: save(arrays)}}
+    # layer_12_width_16k_l0_medium → resid_post/layer_12_width_16k_l0_medium. Without a
+    # config.json SAELens infers the config from the folder name; with one it reads it.
+    folder = "resid_post/layer_12_width_16k_l0_medium"
+    files = {f"{folder}/params.safetensors": save(arrays)}
+    if config is not None:
+        files[f"{folder}/config.json"] = json.dumps(config).encode()
+    return {"google/gemma-scope-2-270m-pt": files}
 
 
 GEMMA_SCOPE_2 = "gemma-scope-2-270m-pt-res:layer_12_width_16k_l0_medium"
 
 
-def test_a_gemma_scope_2_release_loads_through_a_local_hub(tmp_path, monkeypatch):
+# the fields SAELens's gemma_3 loader reads from a config.json (its model name normalization:
+# "google/" prefixed, "-v3" → "-3", "-pt" dropped for 270m)
+SERVED_CONFIG = {
+    "architecture": "jump_relu",
+    "model_name": "gemma-v3-270m-pt",
+    "hf_hook_point_in": "model.layers.12.output",
+}
+
+
+@pytest.mark.parametrize("config", [None, SERVED_CONFIG], ids=["inferred", "config.json"])
+def test_a_gemma_scope_2_release_loads_through_a_local_hub(tmp_path, monkeypatch, config):
     from tests.fake_hub import fake_hub
 
     arrays = gemma_scope_2_files()
@@ -476,13 +491,15 @@ def test_a_gemma_scope_2_release_loads_through_a_local_hub(tmp_path, monkeypatch
     import huggingface_hub.constants as hub
 
     monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    with fake_hub(serve_gemma_scope_2(arrays)) as server:
+    with fake_hub(serve_gemma_scope_2(arrays, config)) as server:
         server.patch(monkeypatch)
         loaded = load_sae(GEMMA_SCOPE_2)
-        # SAELens's real path ran: config.json looked up (absent), the safetensors header read
-        # with two range requests, then the weights downloaded
+        # SAELens's real path ran: config.json looked up (and read when served), the
+        # safetensors header read with two range requests, then the weights downloaded
         asked = [(r["method"], r["path"].rsplit("/", 1)[-1], r["range"]) for r in server.requests]
         assert ("HEAD", "config.json", None) in asked
+        read_config = any(a[:2] == ("GET", "config.json") for a in asked)
+        assert read_config == (config is not None)
         assert ("GET", "params.safetensors", "bytes=0-7") in asked
         assert any(a[1:] == ("params.safetensors", None) for a in asked if a[0] == "GET")
         header = [a[2] for a in asked if a[2] and a[2] != "bytes=0-7"]
@@ -507,3 +524,6 @@ def test_a_gemma_scope_2_release_loads_through_a_local_hub(tmp_path, monkeypatch
     want = pre.relu() * (pre > torch.from_numpy(arrays["threshold"]))
     torch.testing.assert_close(loaded.encode(x), want)
     assert (want > 0).any() and (want == 0).any()
+    # decode: W_dec and b_dec as stored
+    recon = want @ torch.from_numpy(arrays["w_dec"]) + torch.from_numpy(arrays["b_dec"])
+    torch.testing.assert_close(loaded.decode(want), recon)
