@@ -43,7 +43,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from interp.entities.steering import latent_rates, pooled
+from interp.entities.steering import pooled
 from interp.eval.stats import mean_ci
 from interp.figures.style import PALETTE, save_figure, style
 
@@ -674,12 +674,11 @@ def sure_summary(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Mean Yes − No logit difference with a 95% bootstrap CI per group, condition and α;
     the random latents pooled by block, "random_known" and "random_unknown" (every entity ×
     latent a value), with the range of their latents' own means (`latent_min`, `latent_max`)."""
-    per_latent = frame.groupby(["group", "condition", "alpha"])[["yes_minus_no"]].mean()
-    pools = frame.assign(condition=frame["condition"].astype(str).map(pooled))
+    pools = frame.assign(pool=frame["condition"].astype(str).map(pooled))
     rows = []
-    for (group, condition, alpha), part in pools.groupby(["group", "condition", "alpha"]):
+    for (group, condition, alpha), part in pools.groupby(["group", "pool", "alpha"]):
         values = part["yes_minus_no"].astype(float).to_numpy()
-        means = latent_rates(per_latent, group, condition, alpha)["yes_minus_no"]
+        means = part.groupby("condition")["yes_minus_no"].mean()  # each latent's own mean
         random = str(condition).startswith("random")
         row: dict[str, Any] = {
             "group": group,

@@ -303,12 +303,9 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     answers as independent; `{metric}_latent_min` / `_latent_max` give the range of its latents'
     own rates, the comparison a single chosen latent should be read against.
     """
-    per_latent = frame.groupby(["group", "condition", "alpha"])[
-        ["refusal", "hallucination", "correct"]
-    ].mean()
-    frame = frame.assign(condition=frame["condition"].map(pooled))
+    pools = frame.assign(pool=frame["condition"].map(pooled))
     rows = []
-    for (group, cond, alpha), part in frame.groupby(["group", "condition", "alpha"]):
+    for (group, cond, alpha), part in pools.groupby(["group", "pool", "alpha"]):
         row: dict[str, Any] = {"group": group, "condition": cond, "alpha": alpha, "n": len(part)}
         for metric in ("refusal", "hallucination", "correct"):
             values = part[metric].astype(float).to_numpy()
@@ -320,24 +317,12 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
             else:
                 row.update({metric: float(values.mean()) if len(values) else math.nan})
             if str(cond).startswith("random"):
-                rates = latent_rates(per_latent, group, cond, alpha)[metric]
+                rates = part.groupby("condition")[metric].mean()  # each latent's own rate
                 row.update(
                     {f"{metric}_latent_min": rates.min(), f"{metric}_latent_max": rates.max()}
                 )
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def latent_rates(per_latent: pd.DataFrame, group: str, pool: str, alpha: float) -> pd.DataFrame:
-    """The rows of a (group, condition, α)-indexed table for the latents of one random pool."""
-    index = per_latent.index
-    names = index.get_level_values("condition").map(pooled)
-    picked = (
-        (index.get_level_values("group") == group)
-        & (names == pool)
-        & (index.get_level_values("alpha") == alpha)
-    )
-    return per_latent[picked]
 
 
 def yes_no_token_ids(model: Model) -> tuple[int, int]:
