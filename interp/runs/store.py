@@ -13,7 +13,8 @@ Concurrency (several processes may read and write one store):
   already recorded, then appends the line and fsyncs. So two writers never duplicate a unit,
   and `kill -9` at any moment loses at most the unit being written.
 - Readers (`records`, `load_frame`) take no lock and never modify the file: a last line without
-  its newline is a unit still being written (or cut short by a kill) and is skipped.
+  its newline is read when it is a whole record; otherwise it is a unit still being written (or
+  cut short by a kill), skipped with a warning that says so.
 
 The file stays plain JSONL: one `{"key", "config", ...result}` object per line, greppable.
 """
@@ -24,6 +25,7 @@ import hashlib
 import json
 import numbers
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -62,27 +64,65 @@ def canonical(value: Any) -> Any:
     return value
 
 
-def _parse(path: Path, data: bytes, first_line: int) -> tuple[list[dict[str, Any]], int]:
-    """Records of the complete lines in `data`, and how many bytes they span."""
-    end = data.rfind(b"\n") + 1  # a last line without its newline is not finished
+def _parse(
+    path: Path, data: bytes, first_line: int, *, warn: bool = False
+) -> tuple[list[dict[str, Any]], int]:
+    """Records of the complete lines in `data`, and how many bytes they span.
+
+    A last line without its newline is a whole record when it parses as one (a file written
+    by another tool, or a writer killed between the record and its newline): it is read and
+    its bytes counted. Otherwise it is a unit still being written, or cut short by a kill, and
+    is skipped; with `warn` (the user-facing readers) a warning says so.
+    """
+    end = data.rfind(b"\n") + 1
+    lines = data[:end].split(b"\n")[:-1]
+    tail = data[end:]
+    tail_record = _tail_record(tail)
+    if tail_record is not None:
+        end = len(data)
     out = []
-    for number, line in enumerate(data[:end].split(b"\n")[:-1], start=first_line):
+    for number, line in enumerate(lines, start=first_line):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise ValueError(
-                f"{path}:{number} is not a JSON record; the results file was edited or is not "
-                "an interp run store (move it away or fix that line)"
-            ) from None
-        if not isinstance(record, dict) or "key" not in record:
-            raise ValueError(
-                f"{path}:{number} is not a run-store record (no 'key'); the file is not an "
-                "interp run store"
-            )
+        record = _record(path, number, line)
         out.append(record)
+    if tail_record is not None:
+        out.append(tail_record)
+    elif tail.strip() and warn:
+        warnings.warn(
+            f"{path}:{first_line + len(lines)}: skipped an unfinished last line "
+            f"({len(tail)} bytes, no newline, not a whole JSON record): a unit still being "
+            "written or cut short by a kill; the next writer removes it",
+            stacklevel=3,
+        )
     return out, end
+
+
+def _record(path: Path, number: int, line: bytes) -> dict[str, Any]:
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError(
+            f"{path}:{number} is not a JSON record; the results file was edited or is not "
+            "an interp run store (move it away or fix that line)"
+        ) from None
+    if not isinstance(record, dict) or "key" not in record:
+        raise ValueError(
+            f"{path}:{number} is not a run-store record (no 'key'); the file is not an "
+            "interp run store"
+        )
+    return record
+
+
+def _tail_record(tail: bytes) -> dict[str, Any] | None:
+    """The record on a last line that lacks its newline, if it is a whole one."""
+    if not tail.strip():
+        return None
+    try:
+        record = json.loads(tail.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) and "key" in record else None
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
@@ -92,7 +132,7 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
         return []
     if not path.is_file():
         raise ValueError(f"results path {path} is a directory; give the .jsonl file inside it")
-    records, _ = _parse(path, path.read_bytes(), 1)
+    records, _ = _parse(path, path.read_bytes(), 1, warn=True)
     return records
 
 
@@ -124,7 +164,8 @@ class RunStore:
         self._lines += data[:used].count(b"\n")
 
     def _repair(self) -> None:
-        """Cut a partial last line left by a killed writer (call with the lock held)."""
+        """Cut a partial last line left by a killed writer, or end a whole record that lacks
+        its newline with one (call with the lock held)."""
         size = self.path.stat().st_size
         if size == 0:
             return
@@ -142,7 +183,12 @@ class RunStore:
                 if found >= 0:
                     cut = pos + found + 1
                     break
-            handle.truncate(cut)
+            handle.seek(cut)
+            if _tail_record(handle.read()) is not None:
+                handle.seek(size)
+                handle.write(b"\n")  # a whole record lacking its newline: keep it, end it
+            else:
+                handle.truncate(cut)
             handle.flush()
             os.fsync(handle.fileno())
 

@@ -82,6 +82,19 @@ def grid(
     coefficient, the unsteered 0 included, is a point of that vector's curve there, and a
     sub-set or a set with a stat added keys the same. Coefficients are stored as floats.
     """
+    examples = {
+        "prompts": "prompts=['Tell me a story']",
+        "layers": "layers=[10, 15]",
+        "coefs": "coefs=[0, 4, 8] (0 runs unsteered)",
+    }
+    for name, values in (("prompts", prompts), ("layers", layers), ("coefs", coefs)):
+        if len(values) == 0:
+            raise ValueError(
+                f"grid: {name} is empty ({values!r}), so the sweep would have no cells; give at "
+                f"least one, e.g. {examples[name]}"
+            )
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"grid: samples must be an integer >= 1, got {samples!r}")
     cells = []
     for p, prompt in enumerate(prompts):
         for given in layers:
@@ -167,8 +180,11 @@ def _run(
     """The sweep; returns the store and each cell's unit key, in cell order."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    if not cells:
-        raise ValueError("the sweep has no cells")
+    if len(cells) == 0:
+        raise ValueError(
+            f"the sweep has no cells (cells={cells!r}); build them with grid(prompts, vectors, "
+            "layers, coefs), each of those non-empty, or pass Cell(...) objects"
+        )
     store = store if isinstance(store, RunStore) else RunStore(store)
     generation: dict[str, Any] = {
         "max_new_tokens": max_new_tokens,

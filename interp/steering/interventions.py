@@ -351,12 +351,26 @@ def clamp(
 def measure_resid_norm(
     model: Model, texts: Sequence[Any], directions: DirectionSet, batch_size: int = 16
 ) -> DirectionSet:
-    """Attach the mean residual norm per layer (first token excluded) on reference `texts`."""
+    """Attach the mean residual norm per layer (first token excluded) on reference `texts`.
+
+    A text of one token has no token after the first and adds nothing; if every text is one
+    token long, there is nothing to measure and the error says so.
+    """
+    from interp.batching import encode_all
     from interp.capture import capture
 
+    encoded = encode_all(model, texts)
+    usable = [text for text, row in zip(texts, encoded, strict=True) if len(row) >= 2]
+    if not usable:
+        raise ValueError(
+            "scale 'resid_norm' (CLI: --scale resid_norm) is the mean residual norm over the "
+            f"tokens after the first of each reference text, and all {len(encoded)} texts given "
+            f"have one token (e.g. {texts[0]!r}); give longer texts (a sentence), or use scale "
+            "'raw' or 'unit' (--scale raw|unit)"
+        )
     acts = capture(
         model,
-        texts,
+        usable,
         {"norm": "all&!first:norm"},
         layers=list(directions.layers),
         sites=directions.meta.site,

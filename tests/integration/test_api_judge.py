@@ -4,6 +4,9 @@ The server is llama-cpp-python's `llama_cpp.server` serving the embedded SmolLM2
 weights) on 127.0.0.1 (tests/llamacpp.py). The local judge runs the same GGUF dequantized to
 float32 in torch, so the two judges implement one method on two runtimes and must agree.
 
+Every llama.cpp call runs in a child process (the server, and tests.llamacpp_child for the
+control vector), so a native crash fails one test with its signal named, not the pytest run.
+
 Control vectors: llama.cpp adds `direction.N` of a control-vector GGUF to the output of block
 N (`build_cvec(cur, il)` after the block's FFN residual add, block index il 0-based as in
 interp), for il_start <= N <= il_end (both inclusive); its buffer holds n_embd floats per block
@@ -12,7 +15,6 @@ starting at block 1 (block 0 has no slot). That is `resid_post` of block N in in
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import math
@@ -21,11 +23,10 @@ import tempfile
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import interp
 from interp.batching import encode_all
@@ -40,7 +41,7 @@ from interp.positions import ALL
 from interp.steering import interventions as iv
 from interp.steering.generation import next_token_logprobs
 from interp.vectors import DirectionSet
-from tests.llamacpp import MODEL_ALIAS, llama_server, needs_llama_cpp
+from tests.llamacpp import MODEL_ALIAS, llama_server, needs_llama_cpp, run_child, server_died
 
 pytestmark = [pytest.mark.embedded, pytest.mark.slow, needs_llama_cpp]
 
@@ -76,14 +77,18 @@ def server(gguf: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, server: str) -> str:
-    """The judge's environment pointing at the server with the right key."""
+def env(monkeypatch: pytest.MonkeyPatch, server: str) -> Iterator[str]:
+    """The judge's environment pointing at the server with the right key. A server that died
+    during the test (a native crash) is reported with its signal and last lines."""
     for name in ENV + FALLBACKS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("INTERP_JUDGE_BASE_URL", server)
     monkeypatch.setenv("INTERP_JUDGE_API_KEY", KEY)
     monkeypatch.setattr(api, "_PROBED", {})
-    return server
+    yield server
+    died = server_died(server)
+    if died:
+        pytest.fail(died)
 
 
 def load_items() -> list[JudgeItem]:
@@ -220,53 +225,22 @@ def test_api_judge_agrees_with_the_local_judge(env: str, smollm: interp.Model) -
     assert r_mass >= 0.9
 
 
-def _llama(gguf: Path) -> Any:
-    import llama_cpp
-
-    return llama_cpp.Llama(
-        model_path=str(gguf),
-        n_ctx=512,
-        n_threads=2,
-        n_threads_batch=2,
-        seed=0,
-        logits_all=True,  # keep each position's logits in `scores`
-        verbose=False,
-    )
-
-
-def _llama_logprobs(llm: Any, rows: list[list[int]]) -> torch.Tensor:
-    """Log-probabilities of the next token after each row, over the full vocabulary."""
-    out = []
-    for ids in rows:
-        llm.reset()
-        llm.eval(ids)
-        logits = torch.tensor(np.array(llm.scores[llm.n_tokens - 1]), dtype=torch.float64)
-        out.append(logits.log_softmax(-1))
-    return torch.stack(out)
-
-
-def _apply_control_vector(llm: Any, path: Path) -> tuple[int, int]:
-    """Load a control-vector GGUF the way llama.cpp's own loader does; returns the block range."""
-    import gguf as gguf_lib
-    import llama_cpp
-
-    reader = gguf_lib.GGUFReader(str(path))
-    directions = {
-        int(t.name.split(".", 1)[1]): np.asarray(t.data, dtype=np.float32).reshape(-1)
-        for t in reader.tensors
-        if t.name.startswith("direction.")
+def _llama_logprobs(
+    gguf: Path, rows: list[list[int]], scratch: Path, control_vector: Path | None = None
+) -> tuple[torch.Tensor, list[int] | None]:
+    """llama.cpp's next-token log-probabilities after each row (full vocabulary, float64), and
+    the block range of the control vector, computed in a child process (tests.llamacpp_child):
+    a native crash there fails this test with the signal named, not the pytest run."""
+    request = {
+        "job": "logprobs",
+        "gguf": str(gguf),
+        "rows": rows,
+        "control_vector": str(control_vector) if control_vector else None,
     }
-    n_embd = int(llama_cpp.llama_model_n_embd(llm.model))
-    first, last = min(directions), max(directions)
-    assert first >= 1  # block 0 has no slot in llama.cpp
-    data = np.zeros(n_embd * last, dtype=np.float32)  # block l at [(l-1)*n_embd, l*n_embd)
-    for block, vector in directions.items():
-        data[(block - 1) * n_embd : block * n_embd] += vector
-    pointer = data.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
-    rc = llama_cpp.llama_set_adapter_cvec(llm.ctx, pointer, data.size, n_embd, first, last)
-    assert rc == 0, "llama_set_adapter_cvec failed"
-    llm._interp_cvec = data  # keep the buffer alive as long as the context
-    return first, last
+    out = run_child(request, scratch)
+    logprobs = load_file(str(out / "logprobs.safetensors"))["logprobs"]
+    blocks = json.loads((out / "result.json").read_text()).get("blocks")
+    return logprobs, blocks
 
 
 PROMPTS = [
@@ -302,13 +276,9 @@ def test_control_vector_export_steers_llama_cpp_like_interp(
     path = directions.to_gguf(tmp_path / "random.gguf")
 
     rows = [list(e.ids) for e in encode_all(smollm, PROMPTS)]
-    plain = _llama(gguf)
-    llama_plain = _llama_logprobs(plain, rows)
-    plain.close()
-    steered = _llama(gguf)
-    assert _apply_control_vector(steered, path) == (10, 20)
-    llama_steered = _llama_logprobs(steered, rows)
-    steered.close()
+    llama_plain, _ = _llama_logprobs(gguf, rows, tmp_path / "plain")
+    llama_steered, blocks = _llama_logprobs(gguf, rows, tmp_path / "steered", path)
+    assert blocks == [10, 20]
 
     interp_plain = next_token_logprobs(smollm, PROMPTS).double()
     intervention = iv.add(directions, layers, 1.0, positions=ALL)
