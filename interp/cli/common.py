@@ -44,7 +44,11 @@ def _given(cause: BaseException | None) -> str | None:
         found = [e["input"] for e in errors() if "input" in e]
     except (TypeError, KeyError):
         return None
-    return None if not found else found[0] if isinstance(found[0], str) else repr(found[0])
+    if not found:
+        return None
+    value = found[0]
+    plain = isinstance(value, str) and value.strip() == value and value != ""
+    return value if plain else repr(value)  # quoted where spaces or emptiness would hide it
 
 
 app = typer.Typer(

@@ -63,7 +63,7 @@ def steer(
     from interp.positions import parse
     from interp.runs.store import load_frame
     from interp.runs.sweeps import grid, run_sweep
-    from interp.steering.interventions import measure_resid_norm
+    from interp.steering.interventions import measure_resid_norm, resid_norm_texts
     from interp.vectors import DirectionSet
 
     with user_errors():
@@ -83,8 +83,10 @@ def steer(
         chosen = lm.layers(layers)
         if scale == "resid_norm" and "resid_norm" not in ds.stats:
             ds = measure_resid_norm(lm, rows, ds, batch_size=batch_size)
+            used = len(resid_norm_texts(lm, rows))
+            skipped = f", {len(rows) - used} of one token skipped" if used < len(rows) else ""
             console.print(
-                f"{vector} has no resid_norm stat: measured it on the {len(rows)} prompts "
+                f"{vector} has no resid_norm stat: measured it on {used} prompts{skipped} "
                 f"(store it with: interp vectors resid-norm {vector} --data TEXTS.jsonl)",
                 soft_wrap=True,
                 highlight=False,

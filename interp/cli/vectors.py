@@ -172,7 +172,7 @@ def vectors_resid_norm(
     """Store the mean residual norm per layer (first token left out), for --scale resid_norm."""
     from interp.io import output_file, read_jsonl
     from interp.models import load_model
-    from interp.steering.interventions import measure_resid_norm
+    from interp.steering.interventions import measure_resid_norm, resid_norm_texts
     from interp.vectors import DirectionSet
 
     target = out or path
@@ -183,9 +183,12 @@ def vectors_resid_norm(
         lm = load_model(model)
         ds = measure_resid_norm(lm, rows, ds.check(lm, allow_other_model), batch_size=batch_size)
         ds.save(target)
+        used = len(resid_norm_texts(lm, rows))
     norms = ds.stats["resid_norm"]
+    skipped = f" ({len(rows) - used} of one token skipped)" if used < len(rows) else ""
     console.print(
-        f"wrote {target}: resid_norm over {len(rows)} texts, {norms.min():.3g}–{norms.max():.3g}",
+        f"wrote {target}: resid_norm over {used} texts{skipped}, "
+        f"{norms.min():.3g}–{norms.max():.3g}",
         soft_wrap=True,
         highlight=False,
     )

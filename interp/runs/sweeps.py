@@ -25,6 +25,7 @@ coefficient (including the unsteered 0) is a point of that vector's curve.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,8 +94,9 @@ def grid(
                 f"grid: {name} is empty ({values!r}), so the sweep would have no cells; give at "
                 f"least one, e.g. {examples[name]}"
             )
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+    if isinstance(samples, bool) or not isinstance(samples, numbers.Integral) or samples < 1:
         raise ValueError(f"grid: samples must be an integer >= 1, got {samples!r}")
+    samples = int(samples)
     cells = []
     for p, prompt in enumerate(prompts):
         for given in layers:

@@ -348,16 +348,10 @@ def clamp(
     return _checked(made)
 
 
-def measure_resid_norm(
-    model: Model, texts: Sequence[Any], directions: DirectionSet, batch_size: int = 16
-) -> DirectionSet:
-    """Attach the mean residual norm per layer (first token excluded) on reference `texts`.
-
-    A text of one token has no token after the first and adds nothing; if every text is one
-    token long, there is nothing to measure and the error says so.
-    """
+def resid_norm_texts(model: Model, texts: Sequence[Any]) -> list[Any]:
+    """The texts that `measure_resid_norm` measures: those of two tokens or more (the first
+    token is left out, so a one-token text has nothing to measure); raises if there are none."""
     from interp.batching import encode_all
-    from interp.capture import capture
 
     encoded = encode_all(model, texts)
     usable = [text for text, row in zip(texts, encoded, strict=True) if len(row) >= 2]
@@ -368,6 +362,20 @@ def measure_resid_norm(
             f"have one token (e.g. {texts[0]!r}); give longer texts (a sentence), or use scale "
             "'raw' or 'unit' (--scale raw|unit)"
         )
+    return usable
+
+
+def measure_resid_norm(
+    model: Model, texts: Sequence[Any], directions: DirectionSet, batch_size: int = 16
+) -> DirectionSet:
+    """Attach the mean residual norm per layer (first token excluded) on reference `texts`.
+
+    A text of one token has no token after the first and adds nothing (`resid_norm_texts`); if
+    every text is one token long, there is nothing to measure and the error says so.
+    """
+    from interp.capture import capture
+
+    usable = resid_norm_texts(model, texts)
     acts = capture(
         model,
         usable,

@@ -41,7 +41,7 @@ from interp.positions import ALL
 from interp.steering import interventions as iv
 from interp.steering.generation import next_token_logprobs
 from interp.vectors import DirectionSet
-from tests.llamacpp import MODEL_ALIAS, llama_server, needs_llama_cpp, run_child, server_died
+from tests.llamacpp import MODEL_ALIAS, RestartingServer, needs_llama_cpp, run_child
 
 pytestmark = [pytest.mark.embedded, pytest.mark.slow, needs_llama_cpp]
 
@@ -71,22 +71,28 @@ def gguf() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def server(gguf: Path) -> Iterator[str]:
-    with llama_server(gguf, api_key=KEY) as url:
-        yield url
+def server(gguf: Path) -> Iterator[RestartingServer]:
+    """One server for the module, started again for the next test if a test crashed it."""
+    served = RestartingServer(gguf, api_key=KEY)
+    try:
+        yield served
+    finally:
+        served.close()
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, server: str) -> Iterator[str]:
+def env(monkeypatch: pytest.MonkeyPatch, server: RestartingServer) -> Iterator[str]:
     """The judge's environment pointing at the server with the right key. A server that died
-    during the test (a native crash) is reported with its signal and last lines."""
+    during the test (a native crash) fails that test's teardown with its signal and last lines;
+    the next test gets a new server."""
+    url = server.url()
     for name in ENV + FALLBACKS:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("INTERP_JUDGE_BASE_URL", server)
+    monkeypatch.setenv("INTERP_JUDGE_BASE_URL", url)
     monkeypatch.setenv("INTERP_JUDGE_API_KEY", KEY)
     monkeypatch.setattr(api, "_PROBED", {})
-    yield server
-    died = server_died(server)
+    yield url
+    died = server.died()
     if died:
         pytest.fail(died)
 

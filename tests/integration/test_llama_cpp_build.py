@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import pytest
 
 from interp.embedded import EMBEDDED
 from tests.llamacpp import LlamaChildError, describe_exit, needs_llama_cpp, run_child
-from tests.llamacpp_build import features, problems
+from tests.llamacpp_build import differs_from_wheel, features, installed_libraries, problems
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,6 +51,23 @@ def test_the_checker_refuses_amx_avx512_and_a_missing_baseline() -> None:
     assert problems(PORTABLE + "AMX_INT8 = 0 | AVX512 = 0 | ") == []
     no_avx2 = problems(PORTABLE.replace("AVX2 = 1", "AVX2 = 0"))
     assert len(no_avx2) == 1 and "AVX2" in no_avx2[0] and "not the pinned" in no_avx2[0]
+
+
+def test_the_checker_finds_libraries_that_are_not_the_wheels(tmp_path: Path) -> None:
+    wheel = tmp_path / "llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("llama_cpp/lib/libggml-cpu.so", b"portable build")
+        archive.writestr("llama_cpp/lib/libllama.so", b"llama")
+        archive.writestr("llama_cpp/__init__.py", b"")
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "libggml-cpu.so").write_bytes(b"portable build")
+    (lib / "libllama.so").write_bytes(b"llama")
+    assert differs_from_wheel(wheel, lib) == []
+    (lib / "libggml-cpu.so").write_bytes(b"native build")
+    assert differs_from_wheel(wheel, lib) == ["libggml-cpu.so"]
+    (lib / "libllama.so").unlink()
+    assert differs_from_wheel(wheel, lib) == ["libggml-cpu.so", "libllama.so"]
 
 
 def test_describe_exit_names_the_signal() -> None:
@@ -87,10 +105,9 @@ def test_the_installed_build_is_portable_and_completes() -> None:
 @pytest.mark.skipif(shutil.which("objdump") is None, reason="needs objdump (binutils)")
 def test_the_installed_binaries_hold_no_avx512_or_amx_instruction() -> None:
     """Independent of what llama.cpp says of itself: disassemble its CPU backend and count
-    instructions on AVX-512 registers (zmm, k masks) and AMX tiles (tdpb*, tileload*)."""
-    import llama_cpp
-
-    lib = Path(llama_cpp.__file__).parent / "lib"
+    instructions on AVX-512 registers (zmm, k masks) and AMX tiles (tdpb*, tileload*). The
+    library is found without loading it: loading a bad build could crash this process."""
+    lib = installed_libraries()
     found = sorted(lib.glob("libggml-cpu.so*"))
     assert found, f"no libggml-cpu.so under {lib}"
     text = subprocess.run(
@@ -100,10 +117,12 @@ def test_the_installed_binaries_hold_no_avx512_or_amx_instruction() -> None:
     counts = {
         "avx2 (ymm)": len(re.findall(r"%ymm\d", text)),
         "avx-512 (zmm)": len(re.findall(r"%zmm\d", text)),
+        "avx-512 (k masks)": len(re.findall(r"%k[0-7]\b", text)),
         "amx (tiles)": len(re.findall(r"\b(tdpb\w*|tileloadd\w*|ldtilecfg)\b", text)),
     }
     print(f"\n{found[0].name}: {counts}")
-    assert counts["avx-512 (zmm)"] == 0 and counts["amx (tiles)"] == 0, counts
+    assert counts["avx-512 (zmm)"] == counts["avx-512 (k masks)"] == 0, counts
+    assert counts["amx (tiles)"] == 0, counts
     assert counts["avx2 (ymm)"] > 1000, counts  # the AVX2 kernels are there
 
 

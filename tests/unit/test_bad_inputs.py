@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import gguf
@@ -64,6 +65,12 @@ def test_a_gguf_for_a_deeper_model_is_refused_at_import(tiny, tiny_dir, tmp_path
     line = _error_line(result.output)
     assert f"block(s) {deep}" in line and f"{tiny.n_layers} blocks" in line
     assert not target.exists()
+    # a negative block index says blocks count from 0
+    negative = _foreign_gguf(tmp_path / "negative.gguf", [1], tiny.d_model)
+    with pytest.raises(VectorMismatch, match=r"block\(s\) -1: block indices count from 0"):
+        one = DirectionSet.from_tensor(torch.ones(1, tiny.d_model), tiny, [1], method="test")
+        replace(one, layers=(-1,)).check(tiny)
+    assert DirectionSet.from_gguf(negative, tiny).layers == (1,)
     # in range, the same file imports
     ok = DirectionSet.from_gguf(_foreign_gguf(tmp_path / "ok.gguf", [1, 2], tiny.d_model), tiny)
     assert ok.layers == (1, 2)
