@@ -16,6 +16,7 @@ import interp
 from interp.batching import encode_all, make_batch
 from interp.saes.load import load_sae
 from tests.fake_hub import fake_hub
+from tests.tolerance import FP32, assert_close
 from tests.unit.test_saes_load import GEMMA_SCOPE_2, gemma_scope_2_files, serve_gemma_scope_2
 
 pytestmark = pytest.mark.embedded
@@ -68,7 +69,9 @@ def test_gemma_scope_2_reads_hf_layer_output_on_the_embedded_gemma(tmp_path, mon
     assert (
         same_gate.float().mean() > 0.9999
     )  # a gate may flip only for a pre-activation at threshold
-    torch.testing.assert_close(ours[same_gate], want[same_gate], rtol=1e-3, atol=1e-3)
+    # 18 blocks through the bridge against plain HF (measured 1.3e-7 here); a wrong tensor
+    # read moves latents by O(1) of their size
+    assert_close(ours[same_gate], want[same_gate], rel=10 * FP32, what="latents")
     for neighbour in (12, 14):  # the blocks either side give other latents: not off by one
         assert ((ours > 0) == (jumprelu(states[neighbour][real]) > 0)).float().mean() < 0.99
     assert np.isfinite(ours.numpy()).all()

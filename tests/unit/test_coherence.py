@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from interp.batching import Example
 from interp.eval.coherence import coherence, fluency, repetition, response_nll
 from interp.eval.judges.base import JudgeItem
+from tests.tolerance import FP32, assert_close
 
 ITEMS = [
     JudgeItem("Tell me about the ocean.", "The ocean and the mountains."),
@@ -61,7 +62,7 @@ def test_response_nll_equals_a_plain_hf_forward_row_by_row(tiny, tiny_dir):
             logprobs[t - 1, ids[0, t]].item() for t in range(len(p_ids), ids.shape[1])
         ) / len(r_ids)
         assert n == len(r_ids)
-        assert nll == pytest.approx(expected, abs=2e-5)
+        assert_close(nll, expected, rel=FP32, what=item.question)  # a mean of -log-probs
 
 
 def test_coherence_combines_fluency_and_repetition(tiny):

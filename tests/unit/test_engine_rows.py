@@ -4,6 +4,11 @@ Three levels: the engine on random activations (exact, many random plans), the m
 `next_token_logprobs` (random plans; float tolerance, see below) checked against a plain-HF-hook
 reference written here, and greedy generation of a 24-configuration sweep against 24 sequential
 plain-HF `generate` calls with a hook (token for token).
+
+Through the model, a batched row and the row alone run the model's matmuls at different batch
+shapes, and which kernel runs (so how it rounds) depends on the shape and the CPU: on an AMX Xeon
+they differed by 1.9e-5 in log-probs. So those comparisons are bounded relative to the
+log-probs' magnitude (`tests.tolerance`); the order bug they guard against moved them by ~0.1.
 """
 
 import random
@@ -21,6 +26,7 @@ from interp.steering import interventions as iv
 from interp.steering.engine import Steerer
 from interp.steering.generation import generate, next_token_logprobs
 from interp.vectors import DirectionSet
+from tests.tolerance import FP32, assert_close, relative_error
 
 TEXTS = [
     Example("Tell me about the ocean and the mountains.", " It is deep."),
@@ -120,7 +126,7 @@ def test_each_row_keeps_its_own_order_at_one_hook_exactly(tiny):
                 single = alone.apply("resid_post", layer, x[r : r + 1])[0]
                 assert torch.equal(out[r], single), (trial, r, layer, plans[r])
                 expected = reference_edit(x[r], plans[r], layer, row_view(view, r))
-                torch.testing.assert_close(out[r], expected, rtol=1e-5, atol=1e-5)
+                assert_close(out[r], expected, rel=FP32, what=f"trial {trial} row {r}")
 
 
 def test_the_reported_case_set_then_add(tiny):
@@ -130,9 +136,10 @@ def test_the_reported_case_set_then_add(tiny):
     prompt = "Tell me about the ocean"
     both = next_token_logprobs(tiny, [prompt, prompt], [[s], [a, s]])
     alone = next_token_logprobs(tiny, [prompt], [[a, s]])
-    assert torch.equal(both[1], alone[0])  # one prompt, so no padding: exact on CPU fp32
+    # one prompt, so no padding; batch 2 against batch 1 still rounds differently on some CPUs
+    assert_close(both[1], alone[0], rel=FP32, what="row 1 batched vs alone")
     swapped = next_token_logprobs(tiny, [prompt], [[s, a]])
-    assert (swapped[0] - alone[0]).abs().max() > 1e-2  # the order matters for this pair
+    assert relative_error(swapped[0], alone[0]) > 1e-3  # the order matters for this pair
 
 
 def hf_reference(hf, model, row, plan):
@@ -166,8 +173,9 @@ def hf_tiny(tiny):
 def test_batched_rows_match_a_plain_hf_hook_reference(tiny, hf_tiny):
     """Fixed mixes of all four kinds at shared and different layers, rows of different lengths.
 
-    Tolerance 1e-4: the bridge and plain HF compute the same forward with different kernels
-    (measured difference ~1e-6); the order bug this guards against moved log-probs by ~0.1.
+    The bridge and plain HF compute the same forward with different kernels, so the bound is
+    relative (`FP32`, 1e-5 of the largest log-prob); the order bug this guards against moved
+    log-probs by ~0.1.
     """
     v, w, lat = directions(tiny, 1), directions(tiny, 2), latent(tiny, 3)
     plans = [
@@ -185,16 +193,16 @@ def test_batched_rows_match_a_plain_hf_hook_reference(tiny, hf_tiny):
         ],
     ]
     batched = next_token_logprobs(tiny, TEXTS, plans)
-    for row, plan, got in zip(encode_all(tiny, TEXTS), plans, batched, strict=True):
+    for r, (row, plan, got) in enumerate(zip(encode_all(tiny, TEXTS), plans, batched, strict=True)):
         expected = hf_reference(hf_tiny, tiny, row, plan)
-        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+        assert_close(got, expected, rel=FP32, what=f"row {r} {[i.kind for i in plan]}")
 
 
 def test_random_rows_through_the_model_equal_each_row_alone(tiny):
     """Random plans through `next_token_logprobs`: each batched row equals the row alone.
 
-    Rows share one prompt (no padding), so this is exact on CPU fp32. With padding the model's
-    own batched matmuls differ in the last bits (~1e-6); the order bug moved them by ~0.1.
+    Rows share one prompt (no padding), but the model's matmuls run at another batch shape, which
+    some CPUs round differently: equal to `FP32` of the log-probs; the order bug moved them ~0.1.
     """
     rng = random.Random(1)
     sets = [directions(tiny, 1), directions(tiny, 2)]
@@ -209,7 +217,9 @@ def test_random_rows_through_the_model_equal_each_row_alone(tiny):
         batched = next_token_logprobs(tiny, [prompt] * n, plans)
         for r in range(n):
             alone = next_token_logprobs(tiny, [prompt], [plans[r]])
-            assert torch.equal(batched[r], alone[0]), plans[r]
+            assert_close(
+                batched[r], alone[0], rel=FP32, what=f"row {r} {[i.kind for i in plans[r]]}"
+            )
 
 
 COEFS = [-8.0, -4.0, -2.0, -1.0, 1.0, 2.0, 4.0, 8.0]
@@ -283,8 +293,8 @@ MIXED_SITES = ("resid_pre", "resid_mid", "attn_out", "mlp_out", "resid_post")
 @pytest.mark.parametrize("model_fixture", ["tiny", "tiny_base"])  # llama; gemma3 (post-norms)
 def test_rows_mixing_sites_and_kinds_equal_each_row_alone(model_fixture, request):
     """Rows whose edits sit at different sites (all five, resid_mid included) and of different
-    kinds: through the bridge each batched row equals the row alone exactly (one shared prompt,
-    no padding), and in generation (different prompts, left padding) token for token."""
+    kinds: through the bridge each batched row equals the row alone to float rounding (one shared
+    prompt, no padding), and in generation (different prompts, left padding) token for token."""
     model = request.getfixturevalue(model_fixture)
     assert set(MIXED_SITES) <= set(model.available_sites(1))
     g = torch.Generator().manual_seed(4)
@@ -325,8 +335,10 @@ def test_rows_mixing_sites_and_kinds_equal_each_row_alone(model_fixture, request
         sites |= shared(rows)
         batched = next_token_logprobs(model, [TEXTS[0]] * 4, rows)
         for r, row in enumerate(rows):
-            assert torch.equal(batched[r], next_token_logprobs(model, [TEXTS[0]], [row])[0]), row
-            moved += not torch.allclose(batched[r], plain, atol=1e-3)
+            single = next_token_logprobs(model, [TEXTS[0]], [row])[0]
+            what = f"row {r} {[(i.kind, i.site) for i in row]}"
+            assert_close(batched[r], single, rel=FP32, what=what)
+            moved += relative_error(batched[r], plain) > 1e-3
     assert moved >= 6  # the edits do change the readout: the equality is not trivial
     prompts = ["Hi", "Tell me about the ocean", "Why did the chicken cross", "The capital"]
     for _ in range(2):

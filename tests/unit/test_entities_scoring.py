@@ -24,6 +24,7 @@ from interp.entities.scoring import (
     tokenization_baseline,
 )
 from interp.entities.tokens import locate_all
+from tests.tolerance import FP32, assert_close
 
 NAMES = ["Paris", "Snowflakes drifted", "Velmora", "Road", "Ocean mountains", "Tell", "Why"]
 
@@ -94,13 +95,12 @@ def test_capture_reads_the_last_entity_token_and_the_next_one(tiny, tiny_dir, tm
         ids = tiny.tokenizer(row.prompt, return_tensors="pt")["input_ids"]
         with torch.no_grad():
             hs = hf(ids, output_hidden_states=True).hidden_states
+        # batches of 3 through the bridge against plain HF alone: other kernels, so rounding
+        # (measured 1.3e-6 of the activations here; 10 x FP32 for margin)
         for layer in range(tiny.n_layers - 1):  # the last entry carries the final norm
-            torch.testing.assert_close(
-                acts.acts["last"][i, layer], hs[layer + 1][0, where.last], atol=1e-4, rtol=1e-4
-            )
-            torch.testing.assert_close(
-                acts.acts["after"][i, layer], hs[layer + 1][0, where.after], atol=1e-4, rtol=1e-4
-            )
+            last, after = hs[layer + 1][0, where.last], hs[layer + 1][0, where.after]
+            assert_close(acts.acts["last"][i, layer], last, rel=10 * FP32, what="last")
+            assert_close(acts.acts["after"][i, layer], after, rel=10 * FP32, what="after")
     assert set(acts.frame["split"]) <= {"train", "test"}
     # the split is a function of the entity alone: another selection keeps each one's split
     again = capture_entities(tiny, data.select(["city"]), labels)

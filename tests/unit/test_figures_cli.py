@@ -292,7 +292,7 @@ def test_steer_resid_norm_measures_the_statistic_when_missing(tiny_dir, tmp_path
     prompts, vector, _ = _steer_setup(tiny_dir, tmp_path)
     result = _steer(prompts, vector, tmp_path / "o", tiny_dir, "--scale", "resid_norm")
     assert result.exit_code == 0, result.output
-    assert "has no resid_norm stat: measured it on the 1 prompts" in result.output
+    assert "has no resid_norm stat: measured it on 1 prompts" in result.output
     assert "interp vectors resid-norm" in result.output
     from interp.runs.store import read_records
 
@@ -306,6 +306,7 @@ def test_steer_default_metric_is_the_projection_of_the_response(tiny_dir, tmp_pa
 
     from interp.runs.store import read_records
     from interp.vectors import DirectionSet
+    from tests.tolerance import FP32
 
     prompts, vector, _ = _steer_setup(tiny_dir, tmp_path)
     result = _steer(prompts, vector, tmp_path / "o", tiny_dir)
@@ -327,7 +328,8 @@ def test_steer_default_metric_is_the_projection_of_the_response(tiny_dir, tmp_pa
         layer = record["config"]["layer"]
         mean = hidden.hidden_states[layer + 1][0, len(prompt) :].mean(0)
         expected = float(mean @ (ds[layer] / ds[layer].norm()))
-        assert record["projection"] == pytest.approx(expected, rel=1e-4, abs=1e-4)
+        # rounding of a projection scales with the vector projected, not with the projection
+        assert abs(record["projection"] - expected) <= FP32 * float(mean.norm()), record
         checked += 1
     assert checked >= 4
 

@@ -11,6 +11,7 @@ from interp.steering import interventions as iv
 from interp.steering.generation import next_token_logprobs
 from interp.steering.installers import on_bridge, on_hf
 from interp.vectors import DirectionSet
+from tests.tolerance import BF16, FP32, FP32_OP, assert_close, relative_error
 
 SITES = ["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"]
 
@@ -107,8 +108,10 @@ def test_bridge_and_fast_path_apply_the_same_edit(model_fixture, site, request):
             via_hf = hf(batch.input_ids, **kwargs).logits
         after = model.bridge(batch.input_ids, **kwargs)
     real = batch.attention_mask.bool()
-    assert not torch.allclose(clean[real], via_bridge[real], atol=1e-3)  # the edit did something
-    torch.testing.assert_close(via_hf[real], via_bridge[real], rtol=1e-4, atol=1e-4)
+    assert relative_error(via_bridge[real], clean[real]) > 1e-3  # the edit did something
+    # other attention kernels on the two paths (measured 1.6e-6): 10 x FP32 for margin; a
+    # misplaced or repeated edit moves the logits by 1e-2 or more
+    assert_close(via_hf[real], via_bridge[real], rel=10 * FP32, what="plain HF against the bridge")
     torch.testing.assert_close(after, clean)  # nothing left behind
 
 
@@ -149,14 +152,15 @@ def test_resid_mid_edits_reach_the_residual(model_fixture, request):
     clean = run([])
     via_mid = run([iv.add(mid, 2, 2.0, positions=RESPONSE)])
     via_attn = run([iv.add(attn, 2, 2.0, positions=RESPONSE)])
-    assert not torch.allclose(clean, via_mid, atol=1e-3)
-    torch.testing.assert_close(via_mid, via_attn, rtol=1e-4, atol=1e-4)
+    assert relative_error(via_mid, clean) > 1e-3
+    assert_close(via_mid, via_attn, rel=FP32, what="resid_mid add against attn_out add")
     p = rows[0].prompt_len
-    torch.testing.assert_close(seen[1][0, p:], seen[0][0, p:] + 2.0 * mid[2], rtol=1e-4, atol=1e-4)
+    assert_close(seen[1][0, p:], seen[0][0, p:] + 2.0 * mid[2], rel=FP32_OP, what="resid_mid")
     assert torch.equal(seen[1][0, :p], seen[0][0, :p])
     run([iv.ablate(mid, 2, positions=RESPONSE)])
     u = mid[2] / mid[2].norm()
-    assert torch.allclose(seen[-1][0, p:] @ u, torch.zeros(len(rows[0]) - p), atol=1e-3)
+    left = float((seen[-1][0, p:] @ u).abs().max())  # none, to rounding of the residual's size
+    assert left <= FP32_OP * float(seen[-1][0, p:].norm(dim=-1).max()), left
 
 
 def test_refusals(tiny):
@@ -211,7 +215,7 @@ def test_clamp_through_the_engine(tiny):
     clean, edited = seen
     p = rows[0].prompt_len
     expected = clean[0, p:] + (5.0 - latent.activation(clean[0, p:]))[:, None] * latent.decoder
-    torch.testing.assert_close(edited[0, p:], expected)
+    assert_close(edited[0, p:], expected, rel=FP32_OP, what="clamped positions")
     torch.testing.assert_close(edited[0, :p], clean[0, :p])
 
 
@@ -235,9 +239,11 @@ def test_latent_from_a_saelens_sae_matches_its_encoder(kind):
     with torch.no_grad():
         reference = sae.encode(x)
     assert 0 < (reference > 0).float().mean() < 1  # some latents on, some off
-    for j in range(16):
-        latent = iv.Latent.from_sae(sae, j)
-        torch.testing.assert_close(latent.activation(x), reference[:, j], rtol=1e-5, atol=1e-5)
+    latents = [iv.Latent.from_sae(sae, j) for j in range(16)]
+    # all latents at once: a latent's rounding scales with the encoder's inputs, not its value
+    got = torch.stack([latent.activation(x) for latent in latents], dim=-1)
+    assert_close(got, reference, rel=FP32, what="latent activations")
+    for j, latent in enumerate(latents):
         assert torch.equal(latent.decoder, sae.W_dec[j].detach())
 
 
@@ -287,9 +293,7 @@ def test_edits_stay_in_the_activation_dtype_at_the_selected_positions_only(kind)
         if kind == "add":  # the same float32 operations, so the same bits
             assert torch.equal(out[b, p], expected.to(torch.bfloat16))
         else:  # the dot product's summation order may differ: one bf16 rounding step
-            torch.testing.assert_close(
-                out[b, p], expected.to(torch.bfloat16), rtol=2**-7, atol=1e-2
-            )
+            assert_close(out[b, p], expected.to(torch.bfloat16), rel=BF16, what=f"{kind} {b} {p}")
 
 
 def test_op_tensors_and_masks_follow_the_activation_device(tiny):

@@ -18,6 +18,7 @@ from interp.introspection.concepts import (
 )
 from interp.introspection.words import word_list
 from interp.vectors import VectorMismatch
+from tests.tolerance import FP32, assert_close
 
 WORDS = ["Dust", "Snow", "Peace"]
 BASELINE = ["Desks", "Jackets", "Sand", "Honey"]
@@ -55,7 +56,8 @@ def test_concept_vector_is_the_token_before_the_reply_minus_the_baseline_mean(ti
     states = last_token_states(tiny, tiny_dir, [concept_prompt(w) for w in WORDS + BASELINE])
     expected = states[: len(WORDS)] - states[len(WORDS) :].mean(dim=0)
     blocks = tiny.n_layers - 1
-    torch.testing.assert_close(cv.vectors[:, :blocks], expected, atol=1e-4, rtol=1e-4)
+    # batches of 3 against plain HF alone (measured 1.0e-6 here): 10 x FP32 for margin
+    assert_close(cv.vectors[:, :blocks], expected, rel=10 * FP32, what="concept vectors")
     assert cv.vectors.shape == (3, tiny.n_layers, tiny.d_model)
     assert concept_prompt("Dust")[0]["content"] == "Tell me about dust"  # lower-cased word
 
@@ -68,7 +70,7 @@ def test_batching_does_not_change_a_concept_vector(tiny):
     # the (smaller) difference, which made a fixed 1e-5 fail at random
     scale = float(one.baseline.abs().max())
     torch.testing.assert_close(one.vectors, many.vectors, atol=1e-5 * scale, rtol=1e-5)
-    torch.testing.assert_close(one.baseline, many.baseline, atol=1e-5, rtol=1e-5)
+    assert_close(many.baseline, one.baseline, rel=FP32, what="baseline mean")
 
 
 def test_scales_put_every_concept_at_the_stated_norm(tiny):
@@ -126,7 +128,7 @@ def test_contrast_vector_is_the_paired_mean_difference(tiny, tiny_dir):
     chats = [[{"role": "user", "content": t}] for t in loud + calm]
     states = last_token_states(tiny, tiny_dir, chats)
     expected = (states[:2] - states[2:]).mean(dim=0)
-    torch.testing.assert_close(vec.vectors[: tiny.n_layers - 1], expected, atol=1e-4, rtol=1e-4)
+    assert_close(vec.vectors[: tiny.n_layers - 1], expected, rel=FP32, what="contrast vector")
     assert vec.meta.extra["concept"] == "all caps"
     with pytest.raises(ValueError, match="as many positive as negative texts, got 2 and 1"):
         contrast_vector(tiny, loud, calm[:1], name="x")

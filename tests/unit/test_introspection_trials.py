@@ -20,6 +20,7 @@ from interp.introspection.trials import (
 from interp.introspection.words import checked_words, word_list
 from interp.runs.store import RunStore
 from interp.steering.generation import steered_logits
+from tests.tolerance import relative_error
 
 WORDS = ["Dust", "Snow"]
 BASELINE = ["Desks", "Jackets", "Sand"]
@@ -65,7 +66,7 @@ def test_injection_changes_only_positions_from_the_marker(tiny, concepts):
     steered = steered_logits(tiny, batch, [list(cell.interventions)])[0]
     start = row.find(MARKER, "start", last=True)
     torch.testing.assert_close(steered[:start], plain[:start])
-    assert float((steered[start:] - plain[start:]).abs().max()) > 1e-3
+    assert relative_error(steered[start:], plain[start:]) > 1e-3
 
 
 def test_a_trial_gives_the_same_text_alone_or_in_a_batch_and_resumes(tiny, concepts, tmp_path):

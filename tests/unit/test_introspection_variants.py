@@ -17,6 +17,7 @@ from interp.introspection.trials import MARKER
 from interp.positions import Span
 from interp.runs.store import RunStore
 from interp.steering.generation import steered_logits
+from tests.tolerance import FP32, assert_close, relative_error
 
 SENTENCE = "Snowflakes drifted lazily from the gray sky."
 OTHER = "The capital of France is Paris."
@@ -120,10 +121,12 @@ def test_injection_lands_on_exactly_the_sentence_tokens(tiny, concepts, hf):
     expected = hf_forward(hf, ids, layer, vector, mask)
     plain = hf_forward(hf, ids)
     got = toolkit_logits(tiny, cell)
-    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    # the bridge and plain HF run other kernels (measured 1.6e-6 here): 10 x FP32 for margin;
+    # an injection on the wrong tokens moves the logits by far more (1.45 at the first token)
+    assert_close(got, expected, rel=10 * FP32, what="steered logits against plain HF")
     first = mask.index(True)
-    torch.testing.assert_close(got[:first], plain[:first], atol=1e-4, rtol=1e-4)
-    assert float((got[first] - plain[first]).abs().max()) > 1e-2
+    assert_close(got[:first], plain[:first], rel=10 * FP32, what="logits before the sentence")
+    assert relative_error(got[first], plain[first]) > 1e-3
 
 
 def test_thoughts_text_grid_has_both_tasks_controls_and_ten_candidates(tiny, concepts):
@@ -240,7 +243,8 @@ def test_prefill_conditions_inject_the_right_vectors_on_the_sentence(tiny, conce
     assert text.index(SENTENCE) < text.index("Snow", text.index(SENTENCE) + len(SENTENCE))
     vector = 4 * concepts.vectors[concepts.index(cell.config["injected"]), layer]
     expected = hf_forward(hf, ids, layer, vector, mask)
-    torch.testing.assert_close(toolkit_logits(tiny, cell), expected, atol=1e-4, rtol=1e-4)
+    # the bridge and plain HF run other kernels (measured 2.8e-6 here): 10 x FP32 for margin
+    assert_close(toolkit_logits(tiny, cell), expected, rel=10 * FP32, what="steered logits")
 
 
 def test_apology_rules_and_the_summary(tiny, concepts, tmp_path):
@@ -419,6 +423,7 @@ def test_logit_score_equals_plain_forwards_with_a_hand_hook(tiny, concepts, hf, 
     layer = cells[-1].config["layer"]
     vector = 4 * concepts.vectors[concepts.index("Snow"), layer]
     diffs = {}
+    scale = 0.0  # the largest log-prob: a difference of log-probs rounds relative to it
     for cell, record in zip(cells, records, strict=True):
         text, ids, spans = rendered(tiny, cell.prompt)
         injected = cell.config["trial"] == "injected"
@@ -428,16 +433,18 @@ def test_logit_score_equals_plain_forwards_with_a_hand_hook(tiny, concepts, hf, 
             logits = hf_forward(hf, ids)
         lp = logits[-1].log_softmax(-1)
         want = float(lp[yes_ids].logsumexp(-1) - lp[no_ids].logsumexp(-1))
-        assert record["diff"] == pytest.approx(want, abs=1e-4)
+        scale = max(scale, float(lp.abs().max()))
+        assert abs(record["diff"] - want) <= FP32 * scale, (record["diff"], want)
         diffs[cell.config["trial"], cell.config["prompt_kind"], cell.config["question"]] = want
     det = diffs["injected", "detection", None] - diffs["uninjected", "detection", None]
     qs = [
         diffs["injected", "no_question", q] - diffs["uninjected", "no_question", q] for q in (0, 1)
     ]
     (row,) = yes_no.summarize_logit_score(records).to_dict("records")
-    assert row["detection_shift"] == pytest.approx(det, abs=1e-4)
-    assert row["no_shift"] == pytest.approx(sum(qs) / 2, abs=1e-4)
-    assert row["score"] == pytest.approx(det - sum(qs) / 2, abs=1e-4)
+    bound = 4 * FP32 * scale  # each combines up to four of the differences checked above
+    assert abs(row["detection_shift"] - det) <= bound
+    assert abs(row["no_shift"] - sum(qs) / 2) <= bound
+    assert abs(row["score"] - (det - sum(qs) / 2)) <= bound
     assert row["n_questions"] == 2 and row["n_concepts"] == 1
 
 
@@ -452,7 +459,10 @@ def test_logit_rows_batch_like_alone_resume_and_show_negative_scores(
         yes_no.run_logit_score(tiny, [c], tmp_path / f"b{i}.jsonl")[0] for i, c in enumerate(cells)
     ]
     for b, a in zip(batched, alone, strict=True):
-        assert b["key"] == a["key"] and b["diff"] == pytest.approx(a["diff"], abs=1e-5)
+        assert b["key"] == a["key"]
+        # batch 5 against batch 1: rounding relative to the log-probs, not to their difference
+        scale = max(abs(a["yes"]), abs(a["no"]))
+        assert abs(b["diff"] - a["diff"]) <= FP32 * scale, (b["diff"], a["diff"])
 
     def no_model(*args, **kwargs):
         raise AssertionError("a resumed run called the model")

@@ -21,6 +21,7 @@ from interp.eval.judges.local import LocalJudge, number_trie
 from interp.eval.judges.logprob import splits_numbers
 from interp.eval.judges.rubrics import Rubric, builtin
 from tests.tiny import CHAT_TEMPLATE, CORPUS, SPECIALS, tiny_config
+from tests.tolerance import FP32
 
 ITEMS = [
     JudgeItem("What is the capital of France?", "Paris."),
@@ -30,6 +31,12 @@ ITEMS = [
     JudgeItem("Snowflakes?", "Snowflakes drifted lazily from the gray sky " * 3),
 ]
 NUMBERS = [str(n) for n in range(101)]
+# Batched or plain-HF forwards round the log-probs differently (relative to their size, FP32).
+# A score is on a 0-100 scale and moves by up to ~100 x a log-prob's error: bounded at FP32 of
+# its range (measured here: 3.5e-5 of 100). The mass is a product of a few token probabilities,
+# so its relative error is the sum of their log-probs' errors: 10 x FP32 (measured: 3.1e-6).
+VALUE = 100 * FP32
+MASS = 10 * FP32
 SHORT = Rubric("short", "Question: {question}\nAnswer: {answer}\nScore from 0 to {scale_max}:")
 
 
@@ -151,8 +158,8 @@ def test_digits_exact_equals_teacher_forcing_every_number(digit_dirs, arch):
     hf = AutoModelForCausalLM.from_pretrained(model.source, dtype=torch.float32).eval()
     for item, score in zip(items, scores, strict=True):
         mass, value = _exact_reference(model, hf, _prompt_ids(model, rubric, item, 100), 100, False)
-        assert score.mass == pytest.approx(mass, rel=1e-5, abs=1e-12)
-        assert score.value == pytest.approx(value, abs=1e-4)
+        assert score.mass == pytest.approx(mass, rel=MASS, abs=1e-12)
+        assert score.value == pytest.approx(value, abs=VALUE)
 
 
 def test_digits_exact_on_a_base_model_counts_the_spelling_after_a_space(tmp_path):
@@ -163,8 +170,8 @@ def test_digits_exact_on_a_base_model_counts_the_spelling_after_a_space(tmp_path
     for item, score in zip(ITEMS, judge.score(ITEMS, rubric), strict=True):
         prompt = _prompt_ids(model, rubric, item, 2)
         mass, value = _exact_reference(model, hf, prompt, 2, spaces=True)
-        assert score.mass == pytest.approx(mass, rel=1e-5)
-        assert score.value == pytest.approx(value, abs=1e-4)
+        assert score.mass == pytest.approx(mass, rel=MASS)
+        assert score.value == pytest.approx(value, abs=VALUE)
 
 
 def test_number_trie_is_one_node_per_number_on_a_digit_splitting_tokenizer():
@@ -197,9 +204,9 @@ def test_logprob_0_100_equals_the_top20_expectation(number_dir):
     for item, score in zip(ITEMS, judge.score(ITEMS, rubric), strict=True):
         lp = _logprobs(hf, _prompt_ids(model, rubric, item, 100))[-1]
         mass, value = _top20_reference(lp, model.tokenizer, 100)
-        assert score.mass == pytest.approx(mass, rel=1e-5, abs=1e-12)
+        assert score.mass == pytest.approx(mass, rel=MASS, abs=1e-12)
         if mass > 0:
-            assert score.value == pytest.approx(value, abs=1e-4)
+            assert score.value == pytest.approx(value, abs=VALUE)
             checked += 1
     assert checked >= 3  # numbers are most of this vocabulary: the expectation is exercised
 
@@ -213,9 +220,9 @@ def test_logprob_0_9_renders_the_rubric_on_nine_and_maps_to_100(number_dir):
     for item, score in zip(ITEMS, judge.score(ITEMS, rubric), strict=True):
         lp = _logprobs(hf, _prompt_ids(model, rubric, item, 9))[-1]
         mass, value = _top20_reference(lp, model.tokenizer, 9)
-        assert score.mass == pytest.approx(mass, rel=1e-5, abs=1e-12)
+        assert score.mass == pytest.approx(mass, rel=MASS, abs=1e-12)
         if mass > 0:
-            assert score.value == pytest.approx(value, abs=1e-4)
+            assert score.value == pytest.approx(value, abs=VALUE)
 
 
 @pytest.mark.parametrize("method", ["digits-exact", "logprob-0-100"])
@@ -227,8 +234,8 @@ def test_batched_scores_equal_batch_one_scores(number_dir, digit_dirs, method):
     alone = LocalJudge(model, method=method, batch_size=1, min_mass=0.0)
     for item, together in zip(ITEMS, batched, strict=True):
         (single,) = alone.score([item], rubric)
-        assert together.mass == pytest.approx(single.mass, rel=1e-5)
-        assert together.value == pytest.approx(single.value, abs=1e-4)
+        assert together.mass == pytest.approx(single.mass, rel=MASS)
+        assert together.value == pytest.approx(single.value, abs=VALUE)
 
 
 def test_low_mass_is_no_score_and_names_the_top_token(digit_dirs):

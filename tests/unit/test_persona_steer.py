@@ -19,6 +19,7 @@ from interp.persona.spec import load_spec
 from interp.positions import ALL
 from interp.steering import interventions as iv
 from interp.vectors import DirectionSet
+from tests.tolerance import FP32
 
 SPEC = load_spec("sycophantic")
 NEUTRAL = ["The bus leaves at nine every morning.", "Water boils at one hundred degrees."]
@@ -139,7 +140,9 @@ def test_projection_is_the_last_prompt_token_on_the_unit_vector(tiny, tiny_dir):
         ids = torch.tensor([tok(text, add_special_tokens=False)["input_ids"]])
         with torch.no_grad():
             hidden = hf(ids, output_hidden_states=True).hidden_states[2][0, -1]
-        assert value == pytest.approx(float(hidden @ (v[1] / v[1].norm())), rel=1e-4, abs=1e-5)
+        # rounding of a projection scales with the vector projected, not with the projection
+        want = float(hidden @ (v[1] / v[1].norm()))
+        assert abs(value - want) <= FP32 * float(hidden.norm()), (value, want)
 
 
 def test_correlations_are_scipys_pearson_overall_and_per_condition():
@@ -177,20 +180,23 @@ def test_delta_p_is_train_minus_own_response_projection(tiny, tiny_dir, tmp_path
     frame = projection_difference(tiny, samples, ds, 2, tmp_path, name="demo", max_new_tokens=5)
     unit = v[2] / v[2].norm()
 
-    def mean_proj(prompt: str, response: str) -> float:
+    def mean_proj(prompt: str, response: str) -> tuple[float, float]:
+        """The mean response activation's projection on `unit`, and the mean's norm."""
         chat = [{"role": "user", "content": prompt}]
         text = tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
         p = tok(text, add_special_tokens=False)["input_ids"]
         r = tok(response, add_special_tokens=False)["input_ids"]
         with torch.no_grad():
             hs = hf(torch.tensor([p + r]), output_hidden_states=True).hidden_states[3][0]
-        return float(hs[len(p) :].mean(0) @ unit)
+        mean = hs[len(p) :].mean(0)
+        return float(mean @ unit), float(mean.norm())
 
     for sample, row in zip(samples, frame.itertuples(), strict=True):
-        train = mean_proj(sample["prompt"], sample["response"])
-        own = mean_proj(sample["prompt"], row.own_response)
-        assert row.projection_train == pytest.approx(train, rel=1e-4, abs=1e-5)
-        assert row.delta_p == pytest.approx(train - own, rel=1e-4, abs=1e-5)
+        train, train_norm = mean_proj(sample["prompt"], sample["response"])
+        own, own_norm = mean_proj(sample["prompt"], row.own_response)
+        # rounding of a projection scales with the vector projected, not with the projection
+        assert abs(row.projection_train - train) <= FP32 * train_norm
+        assert abs(row.delta_p - (train - own)) <= FP32 * (train_norm + own_norm)
     assert list(rank(frame)["delta_p"]) == sorted(frame["delta_p"], reverse=True)
     # the model's own responses are stored: a rerun generates nothing new
     lines = (tmp_path / "own_responses.jsonl").read_text().count("\n")

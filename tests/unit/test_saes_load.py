@@ -30,6 +30,7 @@ from interp.saes.load import LoadedSAE, load_sae, shipped_saes
 from interp.saes.train import save_sae
 from tests.tiny import write_tiny_model
 from tests.tiny_sae import write_sae
+from tests.tolerance import FP32, assert_close
 
 TEXTS = ["The capital of France is Paris.", "Tell me about the ocean and the mountains today."]
 
@@ -97,14 +98,14 @@ def test_encode_and_decode_equal_an_independent_computation(tiny, tmp_path, capt
     feats, recon = _reference(path, x, k=4)
     got = loaded.encode_captured(captured, "tok")
     assert got.shape == (x.shape[0], 32)
-    torch.testing.assert_close(got, feats, rtol=1e-5, atol=1e-5)
+    assert_close(got, feats, rel=FP32, what="latents")
     assert bool(((got > 0).sum(-1) <= 4).all()) and bool((got > 0).any())
-    torch.testing.assert_close(loaded.decode(got), recon, rtol=1e-5, atol=1e-5)
+    assert_close(loaded.decode(got), recon, rel=FP32, what="reconstruction")
     # any leading shape, any float dtype in
     batched = loaded.encode(x.reshape(1, -1, 64).half())
     assert batched.dtype == torch.float32 and batched.shape == (1, x.shape[0], 32)
     last = loaded.encode_captured(captured, "last")
-    torch.testing.assert_close(last, _reference(path, captured.at("last", 2), k=4)[0])
+    assert_close(last, _reference(path, captured.at("last", 2), k=4)[0], rel=FP32, what="last")
 
 
 def test_encode_captured_refuses_another_block_site_or_model(tiny, tiny_base, tmp_path, captured):
@@ -183,14 +184,12 @@ def test_latent_and_decoder_row(tiny, tmp_path, captured):
         latent = loaded.latent(index)
         active = feats[:, index] > 0
         # in the units encode reports, and the same write into the residual as decode
-        torch.testing.assert_close(
-            latent.activation(x[active]), feats[active, index], atol=1e-5, rtol=1e-5
-        )
-        torch.testing.assert_close(
+        assert_close(latent.activation(x[active]), feats[active, index], rel=FP32, what="act")
+        assert_close(
             latent.decoder * feats[active, index, None],
             loaded.decode(feats * (torch.arange(32) == index))[active] - loaded.sae.b_dec,
-            atol=1e-5,
-            rtol=1e-5,
+            rel=FP32,
+            what=f"latent {index}'s write",
         )
     for bad in (32, 5000, -1):
         with pytest.raises(
@@ -433,7 +432,7 @@ def test_a_gemma_scope_release_loads_through_the_hub_cache(tmp_path, monkeypatch
         assert torch.equal(got, torch.from_numpy(value).float()), key
     x = torch.from_numpy(rng.standard_normal((3, d_in), dtype=np.float32))
     pre = x @ loaded.sae.W_enc + loaded.sae.b_enc  # Gemma Scope: b_dec not subtracted
-    torch.testing.assert_close(loaded.encode(x), pre.relu() * (pre > loaded.sae.threshold))
+    assert_close(loaded.encode(x), pre.relu() * (pre > loaded.sae.threshold), rel=FP32)
 
     # the same spec with the file gone from the cache: one line, not a hub traceback
     monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "empty"))
@@ -522,8 +521,8 @@ def test_a_gemma_scope_2_release_loads_through_a_local_hub(tmp_path, monkeypatch
     x = torch.from_numpy(np.random.default_rng(2).standard_normal((4, 640), dtype=np.float32))
     pre = x @ torch.from_numpy(arrays["w_enc"]) + torch.from_numpy(arrays["b_enc"])
     want = pre.relu() * (pre > torch.from_numpy(arrays["threshold"]))
-    torch.testing.assert_close(loaded.encode(x), want)
+    assert_close(loaded.encode(x), want, rel=FP32, what="encode")
     assert (want > 0).any() and (want == 0).any()
     # decode: W_dec and b_dec as stored
     recon = want @ torch.from_numpy(arrays["w_dec"]) + torch.from_numpy(arrays["b_dec"])
-    torch.testing.assert_close(loaded.decode(want), recon)
+    assert_close(loaded.decode(want), recon, rel=FP32, what="decode")

@@ -16,6 +16,7 @@ from interp.saes.collect import collect
 from interp.saes.corpus import clean_paragraph, read_corpus
 from interp.saes.evaluate import reconstruction_stats, spliced_losses
 from interp.saes.train import TrainConfig, train_sae
+from tests.tolerance import FP32, assert_close
 
 PROSE = (
     "The ocean covers most of the planet, and its currents carry heat from the tropics "
@@ -64,7 +65,7 @@ def test_collect_reads_every_token_but_the_first(tiny, tiny_dir):
             ids = tiny.tokenizer(doc, return_tensors="pt")["input_ids"]
             with torch.no_grad():
                 rows.append(hf(ids, output_hidden_states=True).hidden_states[layer + 1][0, 1:])
-        torch.testing.assert_close(got.acts[layer], torch.cat(rows), atol=1e-4, rtol=1e-4)
+        assert_close(got.acts[layer], torch.cat(rows), rel=FP32, what=f"block {layer}")
     assert got.tokens_seen == sum(len(tiny.tokenizer(d)["input_ids"]) - 1 for d in docs)
     capped = collect(tiny, docs, [2], max_tokens=5, sink_ratio=100.0)
     assert capped.acts[2].shape[0] == 5
@@ -142,8 +143,8 @@ def test_spliced_and_mean_ablated_losses(tiny, tiny_dir):
             totals[i] += float(F.cross_entropy(logits[0, :-1], ids[0, 1:], reduction="sum"))
         n += ids.shape[1] - 1
     assert count == n
-    assert clean == pytest.approx(totals[0] / n, abs=1e-4)
-    assert ablated == pytest.approx(totals[1] / n, abs=1e-4)
+    assert_close(clean, totals[0] / n, rel=FP32, what="clean loss")  # losses ~ log(vocab)
+    assert_close(ablated, totals[1] / n, rel=FP32, what="mean-ablated loss")
     x = torch.randn(50, 8)
     ev, _, _ = reconstruction_stats(Identity(), x)
     assert ev == pytest.approx(1.0)

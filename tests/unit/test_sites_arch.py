@@ -23,6 +23,7 @@ from interp.steering import interventions as iv
 from interp.steering.installers import on_bridge, on_hf
 from interp.vectors import DirectionSet
 from tests.tiny import ARCHITECTURES, write_tiny_model
+from tests.tolerance import FP32, assert_close, relative_error
 
 LAYER = 1
 TEXTS = ["The capital of France is Paris.", "Tell me about the ocean and the mountains."]
@@ -88,7 +89,7 @@ def reference_run(
         out, seen = reference_block(arch, module, h, kw, edit or (lambda site, x: x))
         if edit is None:  # the hand-written block is the HF block
             real = output[0] if isinstance(output, tuple) else output
-            torch.testing.assert_close(out, real, rtol=1e-5, atol=1e-5)
+            assert_close(out, real, rel=FP32, what=f"{arch} block by hand")
         rec.update(seen)
         return out
 
@@ -204,12 +205,12 @@ def test_a_steering_edit_lands_in_the_tensor_the_next_component_reads(arch, site
     ids = torch.tensor([model.tokenizer(TEXTS[1])["input_ids"]])
     clean, _ = reference_run(plain, name, ids)
     want, ref = reference_run(plain, name, ids, set_projection)
-    assert not torch.allclose(clean, want, atol=1e-2), "the edit should change the output"
+    assert relative_error(want, clean) > 1e-3, "the edit should change the output"
     logits, next_input = steered(model, path, TEXTS[1], ids, ds)
     # block LAYER + 1 reads the residual the edited block LAYER produced ...
-    torch.testing.assert_close(next_input, ref["resid_post"], rtol=1e-4, atol=1e-4)
+    assert_close(next_input, ref["resid_post"], rel=FP32, what=f"{name} {path} {site} residual")
     # ... and everything downstream follows
-    torch.testing.assert_close(logits, want, rtol=1e-4, atol=1e-4)
+    assert_close(logits, want, rel=10 * FP32, what=f"{name} {path} {site} logits")  # 1.7e-6
 
 
 def test_the_fast_path_refuses_a_hook_it_cannot_reproduce(tiny, monkeypatch):
