@@ -28,6 +28,10 @@ LLAMA_WHEELS := $(WHEEL_CACHE)/$(subst ==,-,$(LLAMA_CPP))-$(shell printf '%s' '$
 .PHONY: setup demo test lint typecheck unit bench figures chromium clean lock llama-wheel
 
 $(STAMP): pyproject.toml Makefile $(LOCK)
+	@want=$$(sed -n 's/.*--python-version \([0-9.]*\).*/\1/p' $(LOCK) | head -1); \
+	have=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	[ "$$want" = "$$have" ] || { echo "error: $(LOCK) was resolved for Python $$want but" \
+	  "$(PYTHON) is $$have; run with PYTHON=python$$want, or refresh the lock: make lock"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -c $(LOCK) --upgrade pip
 	$(BIN)/pip install -q -c $(LOCK) "$(TORCH)"
@@ -76,6 +80,7 @@ llama-wheel:
 	  echo "llama-cpp-python: portable wheel found in $(LLAMA_WHEELS)"; \
 	else \
 	  echo "llama-cpp-python: building a portable wheel (AVX2, no AVX-512/AMX/native) into $(LLAMA_WHEELS)"; \
+	  rm -rf $(LLAMA_WHEELS); \
 	  mkdir -p $(WHEEL_CACHE) && tmp=$$(mktemp -d $(LLAMA_WHEELS).building.XXXXXX) \
 	  && CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel -q --no-deps --no-cache-dir \
 	    --no-binary llama-cpp-python --build-constraint $(LOCK) -w $$tmp "$(LLAMA_CPP)" \

@@ -144,7 +144,8 @@ class RestartingServer:
         self._url: str | None = None
 
     def url(self) -> str:
-        if self._url is None or self.died(wait=0.0) is not None:
+        key = self.options.get("api_key")
+        if self._url is None or self.died(wait=0.0) is not None or not _ready(self._url, key):
             self.close()
             self._url = self._stack.enter_context(llama_server(self.gguf, **self.options))
         return self._url

@@ -82,17 +82,22 @@ def installed_libraries() -> Path:
 
 
 def differs_from_wheel(wheel: Path, lib: Path) -> list[str]:
-    """The native libraries in `wheel` whose installed copy under `lib` is missing or differs."""
-    out = []
+    """The native libraries in `wheel` (every `.so` and `.so.N…`) whose installed copy under
+    `lib` is missing or differs; raises if the wheel holds none."""
+    out, compared = [], 0
     with zipfile.ZipFile(wheel) as archive:
         for name in archive.namelist():
-            if not name.startswith("llama_cpp/lib/") or not name.endswith(".so"):
+            # libllama.so loads libggml.so.0, which loads libggml-cpu.so.0: every version
+            if not name.startswith("llama_cpp/lib/") or not re.search(r"\.so(\.\d+)*$", name):
                 continue
+            compared += 1
             installed = lib / Path(name).name
             want = hashlib.sha256(archive.read(name)).hexdigest()
             got = hashlib.sha256(installed.read_bytes()).hexdigest() if installed.is_file() else ""
             if got != want:
                 out.append(Path(name).name)
+    if compared == 0:
+        raise ValueError(f"{wheel} holds no llama_cpp/lib/*.so*: not a llama-cpp-python wheel")
     return out
 
 

@@ -86,7 +86,8 @@ def steer(
             used = len(resid_norm_texts(lm, rows))
             skipped = f", {len(rows) - used} of one token skipped" if used < len(rows) else ""
             console.print(
-                f"{vector} has no resid_norm stat: measured it on {used} prompts{skipped} "
+                f"{vector} has no resid_norm stat: measured it on {used} "
+                f"prompt{'' if used == 1 else 's'}{skipped} "
                 f"(store it with: interp vectors resid-norm {vector} --data TEXTS.jsonl)",
                 soft_wrap=True,
                 highlight=False,

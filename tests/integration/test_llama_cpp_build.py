@@ -68,6 +68,17 @@ def test_the_checker_finds_libraries_that_are_not_the_wheels(tmp_path: Path) -> 
     assert differs_from_wheel(wheel, lib) == ["libggml-cpu.so"]
     (lib / "libllama.so").unlink()
     assert differs_from_wheel(wheel, lib) == ["libggml-cpu.so", "libllama.so"]
+    # versioned names (libggml-cpu.so.0, the one that loads) are compared too
+    versioned = tmp_path / "versioned.whl"
+    with zipfile.ZipFile(versioned, "w") as archive:
+        archive.writestr("llama_cpp/lib/libggml-cpu.so.0.25.3", b"portable build")
+    (lib / "libggml-cpu.so.0.25.3").write_bytes(b"native build")
+    assert differs_from_wheel(versioned, lib) == ["libggml-cpu.so.0.25.3"]
+    empty = tmp_path / "empty.whl"
+    with zipfile.ZipFile(empty, "w") as archive:
+        archive.writestr("llama_cpp/__init__.py", b"")
+    with pytest.raises(ValueError, match="holds no llama_cpp/lib"):
+        differs_from_wheel(empty, lib)
 
 
 def test_describe_exit_names_the_signal() -> None:
@@ -108,19 +119,25 @@ def test_the_installed_binaries_hold_no_avx512_or_amx_instruction() -> None:
     instructions on AVX-512 registers (zmm, k masks) and AMX tiles (tdpb*, tileload*). The
     library is found without loading it: loading a bad build could crash this process."""
     lib = installed_libraries()
-    found = sorted(lib.glob("libggml-cpu.so*"))
+    found = sorted({path.resolve() for path in lib.glob("libggml-cpu.so*")})
     assert found, f"no libggml-cpu.so under {lib}"
-    text = subprocess.run(
-        ["objdump", "-d", "--no-show-raw-insn", str(found[0])],
-        capture_output=True, text=True, check=True, timeout=300,
-    ).stdout  # fmt: skip
+    text = "".join(
+        subprocess.run(
+            ["objdump", "-d", "--no-show-raw-insn", str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        ).stdout
+        for path in found
+    )
     counts = {
         "avx2 (ymm)": len(re.findall(r"%ymm\d", text)),
         "avx-512 (zmm)": len(re.findall(r"%zmm\d", text)),
         "avx-512 (k masks)": len(re.findall(r"%k[0-7]\b", text)),
         "amx (tiles)": len(re.findall(r"\b(tdpb\w*|tileloadd\w*|ldtilecfg)\b", text)),
     }
-    print(f"\n{found[0].name}: {counts}")
+    print(f"\n{', '.join(path.name for path in found)}: {counts}")
     assert counts["avx-512 (zmm)"] == counts["avx-512 (k masks)"] == 0, counts
     assert counts["amx (tiles)"] == 0, counts
     assert counts["avx2 (ymm)"] > 1000, counts  # the AVX2 kernels are there

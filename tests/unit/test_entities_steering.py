@@ -217,7 +217,7 @@ def test_attention_to_the_entity_equals_eager_hf_attention(tiny, tiny_dir, data,
         with torch.no_grad():
             attentions = hf(ids, output_attentions=True).attentions
         expected = torch.stack([a[0, :, -1, target] for a in attentions])  # [layer, head]
-        torch.testing.assert_close(got[i], expected, atol=1e-5, rtol=1e-4)
+        assert_close(got[i], expected, rel=FP32, what=f"attention of prompt {i}")
     # steering the last entity token after block 1 changes attention only in later blocks
     direction = latent_direction(tiny, sae, 3, resid_norm=4.0)
     from interp.steering import interventions as iv

@@ -292,7 +292,7 @@ def test_steer_resid_norm_measures_the_statistic_when_missing(tiny_dir, tmp_path
     prompts, vector, _ = _steer_setup(tiny_dir, tmp_path)
     result = _steer(prompts, vector, tmp_path / "o", tiny_dir, "--scale", "resid_norm")
     assert result.exit_code == 0, result.output
-    assert "has no resid_norm stat: measured it on 1 prompts" in result.output
+    assert "has no resid_norm stat: measured it on 1 prompt" in result.output
     assert "interp vectors resid-norm" in result.output
     from interp.runs.store import read_records
 
