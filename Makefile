@@ -9,6 +9,8 @@ STAMP  := $(VENV)/.installed
 # The exact versions the suite last passed with (`make lock` refreshes it); pyproject.toml keeps
 # the ranges for users who install the library into their own environments.
 LOCK   := requirements/lock.txt
+# $(PYTHON)'s major.minor, for the lock (evaluated only by the recipes that use it)
+PY_VERSION = $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
 # llama-cpp-python (dev extra: the API judge's and the control-vector tests' real server) builds
 # llama.cpp from source. Its default tunes for the build machine (-march=native, AMX on Intel
@@ -29,9 +31,9 @@ LLAMA_WHEELS := $(WHEEL_CACHE)/$(subst ==,-,$(LLAMA_CPP))-$(shell printf '%s' '$
 
 $(STAMP): pyproject.toml Makefile $(LOCK)
 	@want=$$(sed -n 's/.*--python-version \([0-9.]*\).*/\1/p' $(LOCK) | head -1); \
-	have=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
-	[ "$$want" = "$$have" ] || { echo "error: $(LOCK) was resolved for Python $$want but" \
-	  "$(PYTHON) is $$have; run with PYTHON=python$$want, or refresh the lock: make lock"; exit 1; }
+	[ "$$want" = "$(PY_VERSION)" ] || { echo "error: $(LOCK) was resolved for Python $$want but" \
+	  "$(PYTHON) is $(PY_VERSION); run with PYTHON=python$$want, or refresh the lock: make lock"; \
+	  exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -c $(LOCK) --upgrade pip
 	$(BIN)/pip install -q -c $(LOCK) "$(TORCH)"
@@ -97,7 +99,7 @@ lock:
 	.lock-venv/bin/pip install -q uv==0.13.10
 	printf '%s\n' '$(TORCH)' pip setuptools scikit-build-core cmake ninja \
 	  | .lock-venv/bin/uv pip compile pyproject.toml - --extra dev --extra gemma \
-	    --python-version $$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])') \
+	    --python-version $(PY_VERSION) \
 	    --python-platform x86_64-manylinux_2_28 --annotation-style line -o $(LOCK) \
 	  ; status=$$?; rm -rf .lock-venv; exit $$status
 

@@ -26,15 +26,9 @@ from interp.runs.store import RunStore, load_frame, read_records
 from interp.runs.sweeps import grid, run_sweep
 from interp.steering.interventions import measure_resid_norm
 from interp.vectors import DirectionSet, VectorMismatch
+from tests.cli_output import one_error_line
 
 runner = CliRunner()
-
-
-def _error_line(output: str) -> str:
-    errors = [line for line in output.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, output
-    assert "Traceback" not in output
-    return errors[0]
 
 
 def _foreign_gguf(path: Path, blocks: list[int], d_model: int) -> Path:
@@ -62,7 +56,7 @@ def test_a_gguf_for_a_deeper_model_is_refused_at_import(tiny, tiny_dir, tmp_path
     target = tmp_path / "deep.safetensors"
     result = runner.invoke(app, ["vectors", "convert", str(path), str(target), "-m", str(tiny_dir)])
     assert result.exit_code == 2, result.output
-    line = _error_line(result.output)
+    line = one_error_line(result.output)
     assert f"block(s) {deep}" in line and f"{tiny.n_layers} blocks" in line
     assert not target.exists()
     # a negative block index says blocks count from 0
@@ -179,5 +173,5 @@ def test_the_embedded_steer_cli_refuses_a_one_token_resid_norm(tiny_dir, tmp_pat
         ],
     )  # fmt: skip
     assert result.exit_code == 2, result.output
-    line = _error_line(result.output)
+    line = one_error_line(result.output)
     assert "--scale resid_norm" in line and "one token" in line

@@ -9,6 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 from interp.cli.app import app
+from tests.cli_output import one_error_line
 
 runner = CliRunner()
 
@@ -21,11 +22,10 @@ def _capture_args(tiny_dir, tmp_path, *extra: str) -> list[str]:
 
 
 def _one_error_line(output: str) -> str:
-    """The single error line (after any progress bars), with no traceback."""
-    errors = [line for line in output.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and output.rstrip().endswith(errors[0]), output
-    assert "Traceback" not in output
-    return errors[0]
+    """The single error line, last (after any progress bars), with no traceback."""
+    line = one_error_line(output)
+    assert output.rstrip().endswith(line), output
+    return line
 
 
 @pytest.mark.parametrize(

@@ -10,16 +10,11 @@ from typer.testing import CliRunner
 
 from interp.cli.app import app
 from interp.saes.load import LoadedSAE
+from tests.cli_output import one_error_line
 from tests.unit.test_entities_figures import write_score, write_steer
 
 runner = CliRunner()
 NEVER_LOADED = "no-such-model-is-ever-loaded"  # the checks must fail before any model loads
-
-
-def _one_error_line(output: str) -> str:
-    errors = [line for line in output.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "Traceback" not in output, output
-    return errors[0]
 
 
 def invoke(*args: str):
@@ -94,13 +89,13 @@ def test_figures_errors_name_the_path_and_the_command(tmp_path):
     missing = tmp_path / "nowhere"
     result = invoke("figures", "--results", str(missing))
     assert result.exit_code == 2
-    line = _one_error_line(result.output)
+    line = one_error_line(result.output)
     assert str(missing) in line and "interp entities label" in line
     empty = tmp_path / "empty"
     empty.mkdir()
     result = invoke("figures", "--results", str(empty))
     assert result.exit_code == 2
-    line = _one_error_line(result.output)
+    line = one_error_line(result.output)
     assert str(empty) in line and "interp entities score" in line
 
 
@@ -129,7 +124,7 @@ def test_argument_errors_are_one_line_before_any_model_loads(tmp_path):
     for args, message in cases:
         result = invoke(*args)
         assert result.exit_code == 2, (args, result.output)
-        assert message in _one_error_line(result.output), (args, result.output)
+        assert message in one_error_line(result.output), (args, result.output)
 
 
 def test_score_loads_every_sae_given_and_passes_top(wired, tmp_path):
@@ -146,7 +141,7 @@ def test_score_loads_every_sae_given_and_passes_top(wired, tmp_path):
     assert wired["model"] == "tiny"
     assert "known latent 7" in result.output and "unknown latent 9" in result.output
     same_block = invoke("score", "-o", str(out), "--sae", "a/block4", "--sae", "b/block4")
-    assert "both read block 4" in _one_error_line(same_block.output)
+    assert "both read block 4" in one_error_line(same_block.output)
 
 
 def test_steer_defaults_to_the_chosen_saes_and_passes_the_grid(wired, tmp_path):
@@ -172,7 +167,7 @@ def test_steer_defaults_to_the_chosen_saes_and_passes_the_grid(wired, tmp_path):
     assert wired["steer"]["saes"] == ["other/block4", "other/block2"]
     (out / "chosen.json").write_text(json.dumps({"sae": "shipped/block4", "layer": 4}))
     old = invoke("steer", "-o", str(out))
-    assert "does not hold a known and an unknown latent" in _one_error_line(old.output)
+    assert "does not hold a known and an unknown latent" in one_error_line(old.output)
 
 
 def test_label_selects_types_and_per_type_before_loading_the_model(wired, tmp_path, monkeypatch):
@@ -205,4 +200,4 @@ def test_label_runs_on_the_tiny_model_and_figures_ask_for_score(tiny_dir, tmp_pa
     assert "2 entities labelled" in result.output
     figures = invoke("figures", "-r", str(out))
     assert figures.exit_code == 2
-    assert f"interp entities score --out {out}" in _one_error_line(figures.output)
+    assert f"interp entities score --out {out}" in one_error_line(figures.output)

@@ -14,14 +14,9 @@ from interp.eval.judges.classifier import ClassifierJudge
 from interp.persona.shipped import available, load_shipped, shipped_path
 from interp.runs.store import read_records
 from interp.vectors import DirectionSet
+from tests.cli_output import one_error_line
 
 runner = CliRunner()
-
-
-def _one_error_line(output: str) -> str:
-    errors = [line for line in output.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "Traceback" not in output, output
-    return errors[0]
 
 
 @pytest.fixture()
@@ -184,7 +179,7 @@ def test_bad_input_is_one_clear_line(args, expected, tiny_dir, tmp_path):
     filled = [a.format(out=tmp_path / "o", tiny=tiny_dir) for a in args]
     result = runner.invoke(app, filled)
     assert result.exit_code == 2, result.output
-    assert expected in _one_error_line(result.output)
+    assert expected in one_error_line(result.output)
 
 
 def test_extract_with_too_few_pairs_gives_the_counts_in_one_line(tiny_dir, tmp_path):
@@ -206,7 +201,7 @@ def test_extract_with_too_few_pairs_gives_the_counts_in_one_line(tiny_dir, tmp_p
     ]
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
-    line = _one_error_line(result.output)
+    line = one_error_line(result.output)
     assert "25 pairs → 0 with positive trait >= 100" in line and "Remedies" in line
     summary = json.loads((tmp_path / "x" / "extraction.json").read_text())
     assert summary["filter"]["pairs"] == 25 and summary["classifier_metrics"]["folds"] == 5

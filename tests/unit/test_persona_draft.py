@@ -20,6 +20,7 @@ from interp.cli.app import app
 from interp.eval.endpoint import EndpointError
 from interp.persona.draft import draft_spec, extract_json, write_spec
 from interp.persona.spec import SpecError, TraitSpec, load_spec
+from tests.cli_output import one_error_line
 from tests.fake_openai import completion, fake_server, prompt_of
 
 KEY = "sk-gen-0123456789abcdefSECRET"
@@ -179,12 +180,6 @@ def test_bad_arguments_fail_before_any_request(kwargs: dict[str, Any], needle: s
     args: dict[str, Any] = {"name": NAME, "description": DESCRIPTION, **kwargs}
     with pytest.raises(ValueError, match=needle):
         draft_spec(args.pop("name"), args.pop("description"), base_url="http://x:1/v1", **args)
-
-
-def one_error_line(output: str) -> str:
-    errors = [line for line in output.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "Traceback" not in output, output
-    return errors[0]
 
 
 def test_cli_writes_the_spec_and_refuses_to_overwrite(
